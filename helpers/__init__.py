@@ -1,0 +1,18 @@
+"""Helper modules shared by the notebooks: one job per module.
+
+- ``project``     paths of this repository and the one place that names its GitHub URL
+- ``setup_env``   minimum-version checks, device choice, Colab detection (the Setup cell)
+- ``runconfig``   the quick (CPU/CI) and full (GPU) run sizes, picked automatically
+- ``errors``      the exception types that name the bad file and entry
+- ``synth``       the synthetic face-scene generator (``python -m helpers.synth``)
+- ``datafiles``   reading and validating ``bbox.json``; the train/test file lists
+- ``storage``     paths and boxes kept in NumPy arrays, safe to share with workers
+- ``dataset``     ``FaceDataset``: lazy image reading, dict samples
+- ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``
+- ``collate``     a reading of ``default_collate`` and a batch checker
+- ``loader``      DataLoader construction, worker seeding, device transfer
+- ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier and its evaluation
+- ``memory``      PSS measurement of a process tree
+- ``plotting``    boxes, masks and batches drawn for the notebooks
+- ``show``        displays a helper's real source in a notebook (one source of truth)
+"""

@@ -1,0 +1,63 @@
+"""requirements.txt (pip, local runs and CI) and environment.yml (conda, Binder) describe one environment."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)$")
+
+
+def pins(lines) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = PIN.match(line)
+        assert m, f"not an exact pin: {line!r}"
+        out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def requirements() -> dict[str, str]:
+    return pins((ROOT / "requirements.txt").read_text().splitlines())
+
+
+def environment_yml() -> tuple[dict[str, str], list[str]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, "environment.yml should have one pip: section"
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    return pins(pip_lists[0]), conda
+
+
+def test_every_requirement_is_an_exact_pin_and_torch_is_the_registry_build():
+    req = requirements()
+    assert req["torch"] == "2.14.1" and req["torchvision"] == "0.29.1"
+    assert not any("+cpu" in v for v in req.values()), "the CPU-only torch wheel cannot load torchvision's ops"
+
+
+def test_environment_yml_has_the_same_packages_and_versions():
+    yml, _ = environment_yml()
+    req = requirements()
+    assert yml == req, {
+        "only in requirements.txt": sorted(set(req) - set(yml)),
+        "only in environment.yml": sorted(set(yml) - set(req)),
+        "different versions": {k: (req[k], yml[k]) for k in set(req) & set(yml) if req[k] != yml[k]},
+    }
+
+
+def test_environment_yml_python_is_the_one_we_test_on():
+    _, conda = environment_yml()
+    assert "python=3.11" in conda
+
+
+def test_installed_versions_match_the_pins():
+    """The environment running the tests is the pinned one (catches a stale .venv)."""
+    from importlib.metadata import version
+
+    for name, pinned in requirements().items():
+        assert version(name).split("+")[0] == pinned, f"{name}: installed {version(name)}, pinned {pinned}"

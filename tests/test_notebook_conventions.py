@@ -1,0 +1,68 @@
+"""Every notebook follows the collection's skeleton and is part of the nbval run."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import COLLECTED_NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+MACHINE_PATH = re.compile(r"(?<![\w.:/~-])(/(?:home|root|tmp|work|Users|private|var|opt|mnt)/[\w.-]+/)")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_notebooks_numbered_in_reading_order():
+    names = [p.name for p in NOTEBOOKS]
+    assert names, "no notebooks found"
+    assert all(re.match(r"^\d\d_[a-z0-9_]+\.ipynb$", n) for n in names), names
+    numbers = [int(n[:2]) for n in names]
+    assert numbers == list(range(len(numbers))), f"numbers should run 00, 01, ... without gaps: {names}"
+
+
+def test_nbval_collects_every_notebook(request):
+    if not request.config.getoption("nbval", default=False):
+        pytest.skip("meaningful only with --nbval, as `make test` runs it")
+    collected = request.config.stash.get(COLLECTED_NOTEBOOKS, set())
+    missing = [p.name for p in NOTEBOOKS if p.resolve() not in collected]
+    assert not missing, f"these notebooks are not run by nbval: {missing}"
+
+
+def test_skeleton_cells_and_readme_table_are_up_to_date():
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "nbskeleton.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_was_executed_top_to_bottom_with_clean_outputs(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    counts = [c.get("execution_count") for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"re-run {path.name} top to bottom in a fresh kernel: {counts}"
+    assert nb["cells"][0]["metadata"].get("nbskeleton") == "header"
+    assert "colab.research.google.com" in "".join(nb["cells"][0]["source"])
+    assert nb["cells"][1]["metadata"].get("nbskeleton") == "setup"
+    for cell in code:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", f"{path.name}: a saved error output"
+            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+            for text in texts:
+                text = "".join(text) if isinstance(text, list) else text
+                hit = MACHINE_PATH.search(text)
+                assert not hit, f"{path.name}: an output shows a path of this machine: {hit.group(1)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_ends_with_what_we_checked_and_exercises(path):
+    text = "\n".join("".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown")
+    assert "## What we checked" in text, f"{path.name}: add a 'What we checked' section"
+    assert "## Exercises" in text, f"{path.name}: add an 'Exercises' section"
