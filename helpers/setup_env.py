@@ -81,5 +81,9 @@ def environment_report() -> str:
     versions = check_versions()
     lines = [f"python      {platform.python_version()}"]
     lines += [f"{name:<11} {v}" for name, v in versions.items()]
-    lines.append(f"device      {describe_device()}")
+    device = pick_device()
+    lines.append(f"device      {describe_device(device)}")
+    if in_colab() and device == "cpu":
+        lines.append("note        no GPU in this Colab runtime: Runtime > Change runtime type > GPU "
+                     "(on a CPU the notebooks run their quick configuration)")
     return "\n".join(lines)
