@@ -1,0 +1,307 @@
+"""Reading and validating ``bbox.json`` and building the train/test lists of image paths and boxes.
+
+The teaching version from the source article: keep *paths*, not pixels (images are read one at a time
+later, by the Dataset); the boxes are small, so they are read and checked up front, once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import posixpath
+import sys
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Iterable, NamedTuple, Sequence
+
+from .errors import BBoxFormatError, DataError, ImageReadError
+from .project import ROOT
+
+#: The name of the label file inside a data folder.
+BBOX_FILE = "bbox.json"
+#: File endings counted as images when the folder is checked for images that bbox.json does not list.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: How many names an error message lists before it says "... and N more".
+_MAX_LISTED = 10
+
+
+def _display(path: str | Path) -> str:
+    """``path`` as error messages show it: relative to the repository when inside it, else as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(ROOT).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" ... and {more} more" if more > 0 else "")
+
+
+def _is_number(value: Any) -> bool:
+    # bool is a subclass of int in Python, but `true` is not a coordinate.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_key(key: str, base: Path, where: str) -> str:
+    """Validate one bbox.json key and return its normalised POSIX form (``./a.jpg`` -> ``a.jpg``)."""
+    if key == "":
+        raise BBoxFormatError(f"{where}: entry '': the image name is empty")
+    if "\x00" in key:
+        raise BBoxFormatError(f"{where}: entry {key!r}: the image name contains a NUL character")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BBoxFormatError(
+            f"{where}: entry {key!r}: the image name is not valid Unicode (lone surrogate)"
+        ) from None
+    # Rejected on every OS, so a bbox.json that passes here passes everywhere.
+    if PurePosixPath(key).is_absolute() or PureWindowsPath(key).anchor:
+        raise BBoxFormatError(
+            f"{where}: entry {key!r}: the image name must be relative to the folder holding {BBOX_FILE}"
+        )
+    normal = posixpath.normpath(key)
+    if normal == "." or normal == ".." or normal.startswith("../"):
+        raise BBoxFormatError(f"{where}: entry {key!r}: the image name points outside the data folder")
+    # A symlink inside the folder can still lead out of it; resolve() follows it. (base is resolved.)
+    target = (base / normal).resolve()
+    if target != base and base not in target.parents:
+        raise BBoxFormatError(
+            f"{where}: entry {key!r}: the image name resolves outside the data folder (a symlink?)"
+        )
+    return normal
+
+
+def _check_box(box: Any, where: str) -> list[float]:
+    """Validate one ``[x_min, y_min, x_max, y_max]`` box and return it as four floats."""
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        raise BBoxFormatError(f"{where}: expected [x_min, y_min, x_max, y_max] (4 numbers), got {box!r}")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except OverflowError:
+        raise BBoxFormatError(f"{where}: coordinate too large for a float: {box!r}") from None
+    for name, v in zip(("x_min", "y_min", "x_max", "y_max"), (x0, y0, x1, y1)):
+        if not math.isfinite(v):
+            raise BBoxFormatError(f"{where}: {name} is {v}, not a finite number")
+        if v < 0:
+            raise BBoxFormatError(f"{where}: {name} ({v}) is negative; the origin is the top-left corner")
+    if not x1 > x0:
+        raise BBoxFormatError(f"{where}: x_max ({x1}) must be > x_min ({x0})")
+    if not y1 > y0:
+        raise BBoxFormatError(f"{where}: y_max ({y1}) must be > y_min ({y0})")
+    return [x0, y0, x1, y1]
+
+
+def load_bboxes(path: str | Path) -> dict[str, list[list[float]]]:
+    """Read and validate a ``bbox.json``: image name -> list of ``[x_min, y_min, x_max, y_max]`` boxes.
+
+    Names are returned as written in the file, in file order; coordinates as floats. Any problem raises
+    :class:`BBoxFormatError` naming the file, the entry and (0-based) box index. Checked here: the file
+    exists and is JSON; the top level is an object without duplicate keys; each name is a non-empty
+    relative path that stays inside the folder (also through symlinks) and names no other entry's file;
+    each value is a list of boxes of 4 finite, non-negative numbers with ``x_max > x_min`` and
+    ``y_max > y_min``. Whether a box lies inside its image needs the image size: see
+    :func:`check_boxes_inside`.
+    """
+    path = Path(path)
+    shown = _display(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise BBoxFormatError(f"{shown}: file not found") from None
+    except IsADirectoryError:
+        raise BBoxFormatError(f"{shown}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as e:
+        raise BBoxFormatError(f"{shown}: not UTF-8 text (byte {e.start})") from None
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise BBoxFormatError(f"{shown}: entry {key!r} appears more than once")
+            seen[key] = value
+        return seen
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as e:
+        raise BBoxFormatError(f"{shown}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise BBoxFormatError(f"{shown}: not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BBoxFormatError(
+            f"{shown}: the top level must be an object {{image name: [boxes]}}, got {type(data).__name__}"
+        )
+
+    base = path.parent.resolve()
+    result: dict[str, list[list[float]]] = {}
+    normal_names: dict[str, str] = {}
+    for key, boxes in data.items():
+        normal = _check_key(key, base, shown)
+        if normal in normal_names:
+            raise BBoxFormatError(
+                f"{shown}: entry {key!r} names the same file as entry {normal_names[normal]!r}"
+            )
+        normal_names[normal] = key
+        where = f"{shown}: entry {key!r}"
+        if not isinstance(boxes, list):
+            raise BBoxFormatError(
+                f"{where}: expected a list of boxes ([] for no face), got {type(boxes).__name__}"
+            )
+        result[key] = [_check_box(box, f"{where}, box {i}") for i, box in enumerate(boxes)]
+    return result
+
+
+def check_boxes_inside(boxes: Any, width: int, height: int, where: str) -> None:
+    """Raise :class:`BBoxFormatError` unless every box lies within the image, ``[0, W] x [0, H]``.
+
+    ``boxes`` is a (k, 4) list or array of XYXY boxes (k may be 0); ``where`` starts the message, e.g.
+    ``"data/bbox.json: entry 'image_000007.jpg'"``. A box may touch the right/bottom edge
+    (``x_max == W``): pixel column ``W - 1`` covers ``[W - 1, W)``.
+    """
+    for i, box in enumerate(boxes):
+        if len(box) != 4:
+            raise BBoxFormatError(f"{where}, box {i}: expected 4 numbers, got {len(box)}")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (0 <= x0 and 0 <= y0 and x1 <= width and y1 <= height):
+            raise BBoxFormatError(
+                f"{where}, box {i}: [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside the image "
+                f"(width {width}, height {height}: boxes must lie within [0, {width}] x [0, {height}])"
+            )
+
+
+def _unit_hash(seed: int, name: str) -> float:
+    """A number in [0, 1) fixed by (seed, name): the same on every machine and every Python run."""
+    digest = hashlib.sha256(f"{seed}\x00{name}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_train_test(
+    names: Iterable[str], test_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Split names into ``(train, test)``, both sorted, by a stable hash of ``(seed, name)``.
+
+    An image goes to test when its hash (a number in [0, 1)) is below ``test_fraction``. So the
+    decision for one image never depends on the others: adding images does not move any image
+    between train and test. The test share is ``test_fraction`` on average, not exactly (a
+    binomial draw: with 64 images and 0.2, expect 12.8 +- 3.2).
+    """
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1], got {test_fraction}")
+    train: list[str] = []
+    test: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"split_train_test: name {name!r} appears more than once")
+        seen.add(name)
+        (test if _unit_hash(seed, name) < test_fraction else train).append(name)
+    return sorted(train), sorted(test)
+
+
+class FileLists(NamedTuple):
+    """The four lists of the source article: image paths and their boxes, for train and test."""
+
+    files_train: list[str]
+    files_test: list[str]
+    labels_train: list[list[list[float]]]
+    labels_test: list[list[list[float]]]
+
+
+def _images_on_disk(folder: Path) -> set[str]:
+    """Relative POSIX names of every file with an image ending under ``folder`` (symlinked folders not followed)."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(folder)
+        for fn in filenames:
+            if fn.lower().endswith(IMAGE_SUFFIXES):
+                found.add((rel / fn).as_posix())
+    return found
+
+
+def read_file_lists(data_dir: str | Path, test_fraction: float = 0.2, seed: int = 0) -> FileLists:
+    """Read ``data_dir/bbox.json`` and return the train/test lists of image paths and boxes.
+
+    ``files_*`` are ``str(data_dir / name)`` (relative when ``data_dir`` is), sorted by name;
+    ``labels_*[i]`` is the list of ``[x_min, y_min, x_max, y_max]`` boxes of ``files_*[i]`` (``[]``: no
+    face). The split is :func:`split_train_test` on the names. Nothing is dropped silently: an image
+    that bbox.json lists but the folder lacks, and an image file in the folder (any of
+    :data:`IMAGE_SUFFIXES`) that bbox.json does not list, both raise :class:`DataError` naming them —
+    list an image with ``[]`` if it has no face, or move it out of the folder. A split that leaves train
+    or test empty although ``0 < test_fraction < 1`` asked for both also raises.
+    """
+    data_dir = Path(data_dir)
+    bbox_path = data_dir / BBOX_FILE
+    boxes = load_bboxes(bbox_path)
+    shown = _display(bbox_path)
+
+    listed = {posixpath.normpath(k): k for k in boxes}
+    missing = sorted(k for n, k in listed.items() if not (data_dir / n).is_file())
+    if missing:
+        raise DataError(f"{shown}: {len(missing)} listed image(s) not found in the folder: {_listing(missing)}")
+    unlisted = sorted(_images_on_disk(data_dir) - set(listed))
+    if unlisted:
+        raise DataError(
+            f"{shown}: {len(unlisted)} image(s) in the folder are not listed in {BBOX_FILE}: "
+            f"{_listing(unlisted)} (list them with [] if they show no face, or move them out)"
+        )
+
+    train, test = split_train_test(boxes, test_fraction, seed)
+    if (0 < test_fraction and not test) or (test_fraction < 1 and not train):
+        raise DataError(
+            f"{shown}: splitting {len(boxes)} image(s) with test_fraction={test_fraction} left "
+            f"{len(train)} for training and {len(test)} for testing; use more images or another fraction"
+        )
+    return FileLists(
+        files_train=[str(data_dir / n) for n in train],
+        files_test=[str(data_dir / n) for n in test],
+        labels_train=[boxes[n] for n in train],
+        labels_test=[boxes[n] for n in test],
+    )
+
+
+# --- What keeping paths instead of pixels saves -------------------------------------------------
+
+
+def eager_load_bytes(files: Sequence[str | Path]) -> int:
+    """Bytes that decoding every image into an H x W x 3 uint8 array would take (headers only are read).
+
+    PIL reads the size from the file header without decoding the pixels, so this is fast and is exactly
+    ``sum(H * W * 3)``: the floor of an "everything in memory" approach (float32 would be 4x that).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    total = 0
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except (OSError, UnidentifiedImageError) as e:
+            raise ImageReadError(f"{_display(f)} (index {i}): cannot read the image header: {e}") from None
+        total += w * h * 3
+    return total
+
+
+def path_list_bytes(files: Sequence[str]) -> int:
+    """Bytes held by a Python list of path strings: the list itself plus each ``str`` object."""
+    return sys.getsizeof(files) + sum(sys.getsizeof(f) for f in files)
+
+
+def label_list_bytes(labels: Sequence[Sequence[Sequence[float]]]) -> int:
+    """Bytes held by the nested lists of boxes: outer list, each image's list, each box list, each float."""
+    total = sys.getsizeof(labels)
+    for boxes in labels:
+        total += sys.getsizeof(boxes)
+        for box in boxes:
+            total += sys.getsizeof(box) + sum(sys.getsizeof(v) for v in box)
+    return total
+
+
+def extrapolate(measured_bytes: int, n_measured: int, n_target: int = 100_000) -> int:
+    """Scale a figure measured on ``n_measured`` images linearly to ``n_target`` images (same mix assumed)."""
+    if n_measured <= 0:
+        raise ValueError(f"n_measured must be positive, got {n_measured}")
+    return round(measured_bytes * n_target / n_measured)

@@ -1,0 +1,244 @@
+"""How much memory a process and its DataLoader workers really use together (PSS), and the
+list-versus-array index measurement of notebook 01, each run in a fresh Python process.
+
+PSS (proportional set size) counts a page shared by n processes as 1/n in each, so the sum over a
+process tree is the true total; RSS would count shared pages once per process. PSS exists on Linux
+only; elsewhere USS (pages private to the process) is summed instead, which leaves shared pages out.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from .project import ROOT
+
+#: Kinds of index :func:`measure_index_memory` can build.
+KINDS = ("list", "array")
+_RESULT_MARK = "MEMORY-RESULT "
+
+
+def memory_metric() -> str:
+    """``'pss'`` where psutil reports it (Linux), else ``'uss'``: the metric :func:`pss_of_tree` sums."""
+    info = psutil.Process().memory_full_info()
+    return "pss" if getattr(info, "pss", None) is not None else "uss"
+
+
+def process_memory(proc: psutil.Process) -> int:
+    """PSS of one process in bytes (USS where PSS does not exist, see :func:`memory_metric`)."""
+    info = proc.memory_full_info()
+    pss = getattr(info, "pss", None)
+    return int(pss if pss is not None else info.uss)
+
+
+def tree_memory(pid: int | None = None) -> dict[int, int]:
+    """PSS in bytes of process ``pid`` (default: this one) and of each of its descendants, by pid.
+
+    A child that exits while being measured is left out (it holds no memory any more).
+    """
+    root = psutil.Process(pid)
+    result = {root.pid: process_memory(root)}
+    for child in root.children(recursive=True):
+        try:
+            result[child.pid] = process_memory(child)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return result
+
+
+def anon_pss_of_tree(pid: int | None = None) -> int | None:
+    """PSS in bytes of the *anonymous* pages (heap, stacks: where a Python index lives) of process
+    ``pid`` and its children, from ``/proc/<pid>/smaps_rollup`` (``Pss_Anon``, Linux 5.x and later).
+
+    Unlike the total, it leaves out shared libraries, whose PSS share moves whenever an unrelated
+    process maps or unmaps the same library (another Python with torch, say). None where unavailable.
+    """
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+                line = next((ln for ln in f if ln.startswith("Pss_Anon:")), None)
+        except FileNotFoundError:
+            if proc is root:
+                return None
+            continue  # a child that has exited
+        except OSError:
+            return None
+        if line is None:
+            return None
+        total += int(line.split()[1]) * 1024
+    return total
+
+
+def pss_of_tree(pid: int | None = None) -> int:
+    """Total PSS in bytes of process ``pid`` (default: this one) and all its children.
+
+    Shared pages are counted once in the sum, split between the processes sharing them. Off Linux
+    this is the sum of USS instead (see :func:`memory_metric`).
+    """
+    return sum(tree_memory(pid).values())
+
+
+def release_freed_heap() -> bool:
+    """Ask the C allocator to hand freed heap memory back to the OS (glibc ``malloc_trim``).
+
+    Building an index leaves freed temporaries in the heap that still count as resident; trimming
+    before a baseline is sampled makes the baseline count only live data. Returns False where this is
+    not available (not Linux, or a libc without ``malloc_trim``).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def default_start_method() -> str:
+    """``'fork'`` on Linux (where the copy-on-access trap bites, and what DataLoader used by default
+    until Python 3.14 made ``forkserver`` the default), else the platform default (``spawn``)."""
+    if sys.platform.startswith("linux"):
+        return "fork"
+    return multiprocessing.get_start_method()
+
+
+# --- The measurement, run inside a fresh process -------------------------------------------------
+
+
+def _measure_here(
+    kind: str, n_entries: int, num_workers: int, batch_size: int, seed: int, start_method: str
+) -> dict[str, Any]:
+    """Build the index, sample PSS alone, run one full DataLoader pass, sample PSS of main + workers."""
+    from torch.utils.data import DataLoader
+
+    from .datafiles import label_list_bytes, path_list_bytes
+    from .storage import ArrayIndexDataset, BoxArray, ListIndexDataset, PathArray, synthetic_index
+
+    files, labels = synthetic_index(n_entries, seed)
+    if kind == "list":
+        index_bytes = path_list_bytes(files) + label_list_bytes(labels)
+        dataset = ListIndexDataset(files, labels)
+    elif kind == "array":
+        paths, boxes = PathArray(files), BoxArray(labels)
+        index_bytes = paths.nbytes + boxes.nbytes
+        dataset = ArrayIndexDataset(paths, boxes)
+    else:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    del files, labels
+    gc.collect()
+    release_freed_heap()
+    single = pss_of_tree()
+    single_anon = anon_pss_of_tree()
+
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        # Keeps the workers alive after the pass so their memory can be sampled.
+        persistent_workers=num_workers > 0,
+        multiprocessing_context=start_method if num_workers > 0 else None,
+    )
+    start = time.perf_counter()
+    checksum = 0
+    for batch in loader:
+        checksum += int(batch.sum())
+    seconds = time.perf_counter() - start
+    per_process = tree_memory()
+    total_anon = anon_pss_of_tree()
+    main_pid = os.getpid()
+    workers = [p for p in psutil.Process().children(recursive=True) if p.pid in per_process]
+    result = {
+        "kind": kind,
+        "n_entries": n_entries,
+        "num_workers": num_workers,
+        "batch_size": batch_size,
+        "start_method": start_method if num_workers > 0 else None,
+        "metric": memory_metric(),
+        "index_bytes": int(index_bytes),
+        "single_bytes": int(single),
+        "total_bytes": int(sum(per_process.values())),
+        "single_anon_bytes": single_anon,
+        "total_anon_bytes": total_anon,
+        "main_bytes": int(per_process[main_pid]),
+        "worker_bytes": [int(v) for p, v in per_process.items() if p != main_pid],
+        # Pages that only that worker holds (USS): what it has copied or allocated itself.
+        "worker_private_bytes": [int(w.memory_full_info().uss) for w in workers],
+        "pass_seconds": round(seconds, 3),
+        "checksum": checksum,
+    }
+    del loader  # shuts the persistent workers down
+    return result
+
+
+def measure_index_memory(
+    kind: str,
+    n_entries: int,
+    num_workers: int = 2,
+    batch_size: int = 1000,
+    seed: int = 0,
+    start_method: str | None = None,
+    timeout: float | None = 600,
+) -> dict[str, Any]:
+    """Measure the memory of an index of ``n_entries`` kept as ``kind`` (``'list'`` or ``'array'``).
+
+    Runs in a FRESH Python process (``python -m helpers.memory``), so one measurement cannot leave
+    memory behind for the next. That process builds :func:`helpers.storage.synthetic_index`, samples
+    its own PSS (``single_bytes``: the single-process baseline), then iterates once over an index-only
+    Dataset through a DataLoader with ``num_workers`` workers started by ``start_method`` (default
+    :func:`default_start_method`, ``fork`` on Linux) and persistent, and samples the PSS of main +
+    workers while they are still alive (``total_bytes``; ``main_bytes`` and ``worker_bytes`` split it).
+    ``single_anon_bytes``/``total_anon_bytes`` are the same two samples counting anonymous pages only
+    (:func:`anon_pss_of_tree`; None off Linux). Also returned: ``index_bytes`` (the ``sys.getsizeof``
+    sum for lists, the buffer sizes for arrays), ``metric`` (``pss``/``uss``), ``worker_private_bytes``
+    (each worker's USS: what it copied or allocated itself), ``pass_seconds`` and a ``checksum`` of
+    the items (equal for both kinds).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    start_method = start_method or default_start_method()
+    cmd = [
+        sys.executable, "-m", "helpers.memory",
+        "--kind", kind, "--entries", str(n_entries), "--workers", str(num_workers),
+        "--batch-size", str(batch_size), "--seed", str(seed), "--start-method", start_method,
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"memory measurement ({kind}, {n_entries} entries) failed with exit code {done.returncode}:\n"
+            f"{done.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1][len(_RESULT_MARK):])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m helpers.memory --kind list --entries N ...``: one measurement, printed as JSON."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--entries", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-method", default=None)
+    args = parser.parse_args(argv)
+    result = _measure_here(
+        args.kind, args.entries, args.workers, args.batch_size, args.seed,
+        args.start_method or default_start_method(),
+    )
+    print(_RESULT_MARK + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
