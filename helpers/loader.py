@@ -1,0 +1,225 @@
+"""A reproducible DataLoader: seeded shuffling, seeded workers, per-sample random transforms, device transfer.
+
+Random transforms must not draw from an RNG object made in ``__init__``: every worker gets a copy of
+it in the same state and the workers repeat each other's "random" choices. ``seed_worker`` (PyTorch's
+recipe) re-seeds the global RNGs per worker, which makes a run repeatable only for the same number of
+workers (and, with no workers, only if the main process seeds NumPy itself). ``SeededAugment`` goes further: each sample's RNG is derived from (seed, epoch, index), so a
+sample is transformed the same way whichever worker loads it, with 0, 2 or 8 workers.
+"""
+from __future__ import annotations
+
+import collections.abc
+import copy
+import random
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` from PyTorch's reproducibility notes: seed ``random`` and NumPy from torch's seed.
+
+    In a worker, ``torch.initial_seed()`` is the loader's base seed + ``worker_id`` (the base seed is
+    drawn from the loader's ``generator``). Since PyTorch 1.9 the workers already seed ``random``,
+    ``torch`` and NumPy's global RNG themselves, so this recipe mostly makes that explicit; it does NOT
+    help an ``np.random.default_rng()`` made without a seed (OS entropy) or an RNG object created in a
+    Dataset's ``__init__`` (copied into every worker in the same state).
+    """
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """A NumPy Generator that depends only on (seed, epoch, index): not on the worker, nor on load order."""
+    for name, value in (("seed", seed), ("epoch", epoch), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"sample_rng: {name} must be an int >= 0, got {value!r}")
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
+
+
+def _flip_width(x: Any, width_axis: int) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.flip(width_axis)
+    return np.ascontiguousarray(np.flip(x, axis=width_axis))
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right, with probability ``p``, the image, the mask and the boxes of a sample together.
+
+    Works before ``ToTensor`` (image H x W x 3, mask H x W, NumPy) and after it (image 3 x H x W, mask
+    1 x H x W, tensors). A box [x_min, y_min, x_max, y_max] on an image W pixels wide becomes
+    [W - x_max, y_min, W - x_min, y_max]: pixel column j goes to column W - 1 - j. Other keys are kept.
+    Call it with the sample's own ``rng`` (see ``SeededAugment``); without one it draws from NumPy's
+    global RNG, which is repeatable only for the same number of workers.
+
+    Apply it after ``ConvertGroundTruth``: the mask is then mirrored pixel for pixel with the image.
+    Flipping the boxes first and computing the mask afterwards gives the same mask except where a box
+    edge lies exactly on a pixel centre (x = j + 0.5): the half-open rule [x_min, x_max) keeps that
+    column out before the flip and takes its mirror image in after it.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomHorizontalFlip: p must lie in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> dict[str, Any]:
+        draw = rng.random() if rng is not None else np.random.random()
+        if draw >= self.p:
+            return sample
+        image = sample["image"]
+        # NumPy images are H x W x C (width is axis 1); tensors are C x H x W (width is the last axis).
+        image_width_axis = -1 if isinstance(image, torch.Tensor) else 1
+        width = image.shape[image_width_axis]
+        out = dict(sample)
+        out["image"] = _flip_width(image, image_width_axis)
+        if "mask" in sample:
+            out["mask"] = _flip_width(sample["mask"], -1)  # H x W or 1 x H x W: width is last
+        if "boxes" in sample:
+            boxes = sample["boxes"]
+            if not isinstance(boxes, (torch.Tensor, np.ndarray)):
+                boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)  # a list of boxes
+            flipped = boxes.clone() if isinstance(boxes, torch.Tensor) else boxes.copy()
+            flipped[..., 0] = width - boxes[..., 2]
+            flipped[..., 2] = width - boxes[..., 0]
+            out["boxes"] = flipped
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class SeededAugment(Dataset):
+    """``dataset[index]`` passed through ``transform(sample, rng)`` with ``rng = sample_rng(seed, epoch, index)``.
+
+    Call ``set_epoch(epoch)`` BEFORE each ``for batch in loader`` (the loader starts loading when the
+    loop starts). The epoch lives in a shared-memory tensor, so workers see it even when they are
+    persistent (created once and kept between epochs, each with its own copy of this object).
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable[[Any, np.random.Generator], Any], seed: int) -> None:
+        sample_rng(seed, 0, 0)  # validates the seed
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws the next pass over the data uses."""
+        sample_rng(self.seed, epoch, 0)  # validates the epoch
+        self._epoch.fill_(int(epoch))
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.transform(self.dataset[index], sample_rng(self.seed, self.epoch, int(index)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dataset!r}, {self.transform!r}, seed={self.seed})"
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    pin_memory: bool | None = None,
+    persistent_workers: bool | None = None,
+    drop_last: bool = False,
+    collate_fn: Callable[[list], Any] | None = None,
+    multiprocessing_context: Any = None,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A DataLoader whose batches (which samples, in which order) depend only on ``seed``, not on workers.
+
+    Defaults: ``pin_memory`` True when CUDA is available; ``persistent_workers`` True when there are
+    workers. The shuffle order comes from the sampler's own ``torch.Generator`` (seeded with ``seed``)
+    and the workers' base seed from a second one. With one shared generator, as ``shuffle=True,
+    generator=g`` does, persistent workers would change the order from the second epoch on: a
+    non-persistent loader draws a base seed from it every epoch, a persistent one only once.
+    With a ``SeededAugment`` dataset, call its ``set_epoch(epoch)`` before each pass over the loader.
+    """
+    if num_workers < 0:
+        raise ValueError(f"make_loader: num_workers must be >= 0, got {num_workers}")
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    if persistent_workers is None:
+        persistent_workers = num_workers > 0
+    if persistent_workers and num_workers == 0:
+        raise ValueError("make_loader: persistent_workers=True needs num_workers > 0")
+    if num_workers == 0 and (prefetch_factor is not None or multiprocessing_context is not None):
+        raise ValueError("make_loader: prefetch_factor and multiprocessing_context need num_workers > 0")
+    if shuffle:
+        sampler: torch.utils.data.Sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=persistent_workers,
+        multiprocessing_context=multiprocessing_context,
+        prefetch_factor=prefetch_factor,
+    )
+
+
+def _rebuild_mapping(template: collections.abc.Mapping, values: dict) -> collections.abc.Mapping:
+    """A mapping of ``template``'s type holding ``values`` (as ``default_collate`` rebuilds mappings)."""
+    if type(template) is dict:
+        return values
+    try:
+        if isinstance(template, collections.abc.MutableMapping):
+            clone = copy.copy(template)
+            clone.update(values)
+            return clone
+        return type(template)(values)
+    except TypeError:
+        return values
+
+
+def batch_to_device(batch: Any, device: str | torch.device, non_blocking: bool = True) -> Any:
+    """Every tensor of a nested batch (dicts, lists, tuples, named tuples) moved to ``device``.
+
+    Other values (names, numbers) are returned unchanged. ``non_blocking=True`` lets a copy from pinned
+    memory to a GPU overlap with computation; on the CPU ``.to`` returns the tensor itself.
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, collections.abc.Mapping):
+        moved = {k: batch_to_device(v, device, non_blocking) for k, v in batch.items()}
+        return _rebuild_mapping(batch, moved)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(batch_to_device(v, device, non_blocking) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        moved_items = [batch_to_device(v, device, non_blocking) for v in batch]
+        try:
+            return type(batch)(moved_items)
+        except TypeError:  # a list/tuple subclass with a different constructor
+            return moved_items
+    return batch
+
+
+__all__ = [
+    "RandomHorizontalFlip",
+    "SeededAugment",
+    "batch_to_device",
+    "make_loader",
+    "sample_rng",
+    "seed_worker",
+]
