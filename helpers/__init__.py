@@ -13,6 +13,7 @@
 - ``loader``      DataLoader construction, worker seeding, device transfer
 - ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier and its evaluation
 - ``memory``      PSS measurement of a process tree
+- ``bench``       ``python -m helpers.bench memory|speed``: the benchmark figures in docs/benchmarks.md
 - ``plotting``    boxes, masks and batches drawn for the notebooks
-- ``show``        displays a helper's real source in a notebook (one source of truth)
+- ``notebook``    shows a helper's real source in a notebook (one source of truth); headline results
 """

@@ -1,0 +1,393 @@
+"""``FaceDataset``: keeps paths and boxes, reads one image only when asked for it, returns a dict sample.
+
+Decoding is strict on purpose: a missing, empty, truncated or non-image file, or a box outside its
+image, raises an error naming the index and the file, and :meth:`FaceDataset.validate` lists every such
+problem in one pass, so bad data is fixed before a long run instead of crashing in the middle of one.
+
+Conventions (the data contract):
+
+- **Boxes refer to the image as stored**: the raw pixel grid Pillow decodes, before any EXIF orientation
+  (that is how most tools that read pixels without EXIF, and data sets such as COCO, see the image).
+  The dataset returns the image *as displayed* (EXIF orientation applied) and moves the boxes with it,
+  for all 8 orientations. Images without an orientation tag (all synthetic ones) are unaffected.
+- **Colour**: every image comes out as RGB ``uint8``. Grayscale, CMYK and palette images are converted;
+  16-bit grayscale is scaled to 8 bits (``value >> 8``); anything with transparency (RGBA, LA, a palette or
+  grayscale image with a transparent colour) is composited **over white**.
+- **Only JPEG and PNG are opened** (decided by the file's content, not its name), with Pillow's
+  decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` kept: an image above it is an error.
+- ``'name'`` in a sample is the file's base name (``image_000001.jpg``), the key it has in ``bbox.json``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .datafiles import check_boxes_inside
+from .errors import BBoxFormatError, DataError, ImageReadError
+from .project import relative
+
+#: The image formats :func:`read_image` opens (Pillow format names).
+FORMATS = ("JPEG", "PNG")
+
+#: EXIF orientation tag value -> the Pillow transpose that shows the image upright
+#: (the same table as ``PIL.ImageOps.exif_transpose``). 1 (or no tag) means "as stored".
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+class _Bad(Exception):
+    """Internal: why one entry cannot be used; the caller adds the index and the file name."""
+
+    error_type: type[DataError] = DataError
+
+
+class _Unreadable(_Bad):
+    """The file itself is the problem (raised to the user as ImageReadError)."""
+
+    error_type = ImageReadError
+
+
+class _BadBoxes(_Bad):
+    """The file is fine but its boxes are not (raised to the user as DataError)."""
+
+    error_type = DataError
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Open ``path`` as JPEG or PNG (header only), turning every failure into a one-line reason."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _Unreadable("file not found") from None
+    except OSError as e:
+        raise _Unreadable(f"cannot access the file ({e.strerror or e})") from e
+    if not path.is_file():
+        raise _Unreadable("not a regular file")
+    if size == 0:
+        raise _Unreadable("empty file (0 bytes)")
+    # Keep Pillow's decompression-bomb guard, but make its warning (above MAX_IMAGE_PIXELS) an
+    # error as well as its error (above twice that). Filters are per process; workers are processes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path, formats=list(FORMATS))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise _Unreadable(f"image too large: {e}") from e
+        except UnidentifiedImageError as e:
+            raise _Unreadable(_describe_unidentified(path)) from e
+        except OSError as e:
+            raise _Unreadable(f"cannot open the file ({e.strerror or e})") from e
+
+
+def _describe_unidentified(path: Path) -> str:
+    """Say what a file that is neither JPEG nor PNG is, as far as Pillow or its first bytes tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as other:
+                return f"a {other.format} image; only {' and '.join(FORMATS)} files are read"
+    except Exception:  # any failure only means "not an image Pillow knows"
+        pass
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return f"not a {' or '.join(FORMATS)} image (it starts with {head!r})"
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1..8); 1 when absent, unreadable or out of range (as Pillow does)."""
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # a corrupt EXIF block: viewers ignore it, and so do we (pixels are intact)
+        return 1
+    return value if value in EXIF_TRANSPOSE else 1
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any mode JPEG/PNG produce to RGB (see the module docstring for the rules)."""
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
+    if img.mode.startswith("I"):  # 16-bit grayscale PNG ("I;16", or "I" in older Pillow)
+        values = np.asarray(img).astype(np.int64)
+        gray = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, P, CMYK
+
+
+def _decode(path: Path, apply_exif: bool = True) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """Fully decode ``path``.
+
+    Returns (``HxWx3 uint8`` RGB array, shown upright when ``apply_exif``; the EXIF orientation 1..8;
+    the stored ``(width, height)``, which the boxes refer to).
+    """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process: truncated files would be "
+            "half-decoded without an error. Set it back to False to use helpers.dataset."
+        )
+    img = _open_checked(path)
+    with img:
+        fmt = img.format
+        try:
+            img.load()  # force the full decode now: a truncated file fails here, not later
+        except OSError as e:
+            kind = "truncated" if "truncated" in str(e) else "corrupt"
+            raise _Unreadable(f"{kind} {fmt} ({e})") from e
+        except Exception as e:  # Pillow raises SyntaxError, ValueError, ... for damaged data
+            raise _Unreadable(f"corrupt {fmt} ({type(e).__name__}: {e})") from e
+        orientation = _exif_orientation(img)
+        stored_size = img.size
+        rgb = _to_rgb(img)
+        if apply_exif and orientation != 1:
+            rgb = rgb.transpose(EXIF_TRANSPOSE[orientation])
+        array = np.array(rgb)
+    return array, orientation, stored_size
+
+
+def read_image(path: str | os.PathLike, apply_exif: bool = True) -> Image.Image:
+    """Read one JPEG/PNG file as an RGB PIL image, EXIF orientation applied unless ``apply_exif=False``.
+
+    Raises :class:`ImageReadError` naming the file for a missing, empty, truncated, too large or
+    non-JPEG/PNG file. (A :class:`FaceDataset` sample moves the boxes with the orientation; this
+    function only returns the picture.)
+    """
+    path = Path(os.fsdecode(path))
+    try:
+        array, _, _ = _decode(path, apply_exif=apply_exif)
+    except _Bad as e:
+        raise e.error_type(f"{relative(path)}: {e}") from e.__cause__
+    return Image.fromarray(array)
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def orient_boxes(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
+    """Move XYXY ``boxes`` of a stored ``width x height`` image to the image shown upright.
+
+    ``orientation`` is the EXIF tag value; the result matches ``EXIF_TRANSPOSE[orientation]`` applied
+    to the pixels (e.g. 6 = rotate 90 degrees clockwise: a point (x, y) goes to (height - y, x)).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = b.T
+    w, h = float(width), float(height)
+    moved = {
+        1: (x0, y0, x1, y1),
+        2: (w - x1, y0, w - x0, y1),  # mirror left-right
+        3: (w - x1, h - y1, w - x0, h - y0),  # rotate 180
+        4: (x0, h - y1, x1, h - y0),  # mirror top-bottom
+        5: (y0, x0, y1, x1),  # transpose: (x, y) -> (y, x)
+        6: (h - y1, x0, h - y0, x1),  # rotate 90 clockwise: (x, y) -> (h - y, x)
+        7: (h - y1, w - x1, h - y0, w - x0),  # transverse: (x, y) -> (h - y, w - x)
+        8: (y0, w - x1, y1, w - x0),  # rotate 90 counter-clockwise: (x, y) -> (y, w - x)
+    }[orientation]
+    return np.stack(moved, axis=1).astype(np.float32)
+
+
+def _boxes_array(raw: Any) -> np.ndarray:
+    """One image's labels as a ``(k, 4) float32`` array; an empty list gives ``(0, 4)``."""
+    try:
+        b = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _BadBoxes(f"boxes are not a (k, 4) array of numbers ({e})") from e
+    if b.size == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise _BadBoxes(f"boxes must have shape (k, 4), got {b.shape}")
+    return b
+
+
+def _check_boxes(boxes: np.ndarray, width: int, height: int) -> None:
+    """Each box must be finite, non-empty (x_min < x_max, y_min < y_max) and inside the stored
+    ``width x height`` image (the rule of :func:`helpers.datafiles.check_boxes_inside`)."""
+    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        if not (np.isfinite([x0, y0, x1, y1]).all() and x0 < x1 and y0 < y1):
+            raise _BadBoxes(f"labels, box {k}: {[x0, y0, x1, y1]} is empty or not finite "
+                            "(needs x_min < x_max and y_min < y_max)")
+    try:
+        check_boxes_inside(boxes, width, height, where="labels")
+    except BBoxFormatError as e:
+        raise _BadBoxes(str(e)) from e
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad entry found by :meth:`FaceDataset.validate`."""
+
+    index: int
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"index {self.index}, {self.file}: {self.reason}"
+
+
+@dataclass
+class ValidationReport:
+    """Every problem one pass over a :class:`FaceDataset` found; ``ok`` when there are none."""
+
+    n_checked: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def bad_indices(self) -> list[int]:
+        return [p.index for p in self.problems]
+
+    @property
+    def good_indices(self) -> list[int]:
+        """Indices without a problem: ``torch.utils.data.Subset(dataset, report.good_indices)`` skips
+        the bad ones explicitly, after the report (which names them) has been shown."""
+        bad = set(self.bad_indices)
+        return [i for i in range(self.n_checked) if i not in bad]
+
+    def summary(self, limit: int = 50) -> str:
+        """A readable report: one line per problem (the first ``limit`` of them)."""
+        if self.ok:
+            return f"checked {self.n_checked} images: all readable, all boxes inside their image"
+        lines = [f"checked {self.n_checked} images: {len(self.problems)} with a problem"]
+        lines += [f"  {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more (see report.problems)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """Face images and their boxes, read lazily: one file per ``__getitem__``.
+
+    ``files``: image paths (a list of ``str``/``Path``, or a ``helpers.storage.PathArray``).
+    ``labels``: per image its XYXY boxes (a list of lists, a ``(k, 4)`` array, or a ``BoxArray``).
+    A sample is ``{'image': HxWx3 uint8 RGB, 'boxes': (k, 4) float32, 'name': file name}``,
+    passed through ``transform`` when one is given. ``__init__`` only keeps the two sequences:
+    no file is opened until a sample is asked for.
+    """
+
+    def __init__(self, files: Sequence, labels: Sequence, transform: Callable | None = None) -> None:
+        if len(files) != len(labels):
+            raise DataError(f"FaceDataset: {len(files)} files but {len(labels)} label entries")
+        self.files = files
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.load(index)
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    def path(self, index: int) -> Path:
+        """The path of entry ``index``."""
+        return Path(os.fsdecode(self.files[index]))
+
+    def load(self, index: int) -> dict:
+        """The untransformed sample ``index``: the image as displayed, its boxes moved with it."""
+        index = self._check_index(index)
+        path = self.path(index)
+        try:
+            return _read_sample(path, self.labels[index])
+        except _Bad as e:
+            raise e.error_type(f"index {index}, {relative(path)}: {e}") from e.__cause__
+
+    def problem(self, index: int) -> Problem | None:
+        """What is wrong with entry ``index`` (decode + box check), or None when it is fine."""
+        index = self._check_index(index)
+        path = self.path(index)
+        try:
+            _read_sample(path, self.labels[index])
+        except _Bad as e:
+            return Problem(index, relative(path), str(e))
+        return None
+
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"index {index} out of range for a FaceDataset of {n} images")
+        return i % n
+
+    def validate(self, progress: bool = True, num_workers: int = 0) -> ValidationReport:
+        """Decode every image once and check its boxes; collect every problem (nothing is skipped).
+
+        ``num_workers > 0`` spreads the work over that many DataLoader worker processes.
+        Returns a :class:`ValidationReport`; print it, and fix the data (or, deliberately, use
+        ``Subset(dataset, report.good_indices)``) before training.
+        """
+        from tqdm import tqdm
+
+        checker = _ProblemFinder(self)
+        if num_workers > 0:
+            results = torch.utils.data.DataLoader(
+                checker, batch_size=None, num_workers=num_workers, collate_fn=_identity
+            )
+        else:
+            results = (checker[i] for i in range(len(self)))
+        problems = []
+        for found in tqdm(results, total=len(self), desc="validate", disable=not progress):
+            if found is not None:
+                problems.append(found)
+        problems.sort(key=lambda p: p.index)
+        return ValidationReport(n_checked=len(self), problems=problems)
+
+    def __repr__(self) -> str:
+        return f"FaceDataset({len(self)} images, transform={self.transform!r})"
+
+
+def _read_sample(path: Path, raw_boxes: Any) -> dict:
+    """Decode one image and check and orient its boxes; raises _Bad with the reason."""
+    image, orientation, (width, height) = _decode(path)
+    boxes = _boxes_array(raw_boxes)
+    _check_boxes(boxes, width, height)  # boxes refer to the stored grid (before EXIF orientation)
+    if orientation != 1:
+        boxes = orient_boxes(boxes, orientation, width, height)
+    return {"image": image, "boxes": boxes, "name": path.name}
+
+
+class _ProblemFinder(torch.utils.data.Dataset):
+    """Wraps a FaceDataset so that item ``i`` is its :class:`Problem` (or None): used by validate()."""
+
+    def __init__(self, dataset: FaceDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Problem | None:
+        return self.dataset.problem(index)
+
+
+def _identity(x: Any) -> Any:
+    return x

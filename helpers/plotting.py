@@ -1,0 +1,150 @@
+"""Pictures for the notebooks: images with their boxes, masks overlaid, before/after a transform, a batch.
+
+Every function draws into matplotlib Axes, returns the Figure or Axes it drew on, and never calls
+``plt.show()`` (end the notebook line with ``;``). Images are drawn with ``extent=(0, W, H, 0)``, so
+pixel (i, j) covers [j, j+1) x [i, i+1) exactly as in the data contract and a box's corners land on
+pixel edges. Samples may hold NumPy arrays (HxWx3 image, HxW mask) or tensors (3xHxW, 1xHxW).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+#: Colour of drawn boxes and of the mask overlay.
+BOX_COLOR = "#00e5ff"
+MASK_COLOR = (1.0, 0.15, 0.15)
+
+
+def as_hwc(image) -> np.ndarray:
+    """An image as an HxWx3 (or HxW) NumPy array, from an ndarray, a PIL image or a 3xHxW tensor."""
+    if hasattr(image, "detach"):  # torch.Tensor
+        array = image.detach().cpu().numpy()
+        if array.ndim == 3 and array.shape[0] in (1, 3):
+            array = array.transpose(1, 2, 0)
+    else:
+        array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return array
+
+
+def as_hw_mask(mask) -> np.ndarray:
+    """A mask as an HxW array, from an HxW ndarray or a 1xHxW tensor/array."""
+    array = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    return array.reshape(array.shape[-2:])
+
+
+def _show_image(ax: Axes, image) -> np.ndarray:
+    array = as_hwc(image)
+    height, width = array.shape[:2]
+    ax.imshow(array, extent=(0, width, height, 0), interpolation="nearest",
+              cmap="gray" if array.ndim == 2 else None)
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
+    return array
+
+
+def draw_boxes(ax: Axes, image=None, boxes=(), color: str = BOX_COLOR, linewidth: float = 1.5,
+               label: bool = False) -> Axes:
+    """Draw ``image`` (if given) and its XYXY ``boxes`` as rectangles; ``label`` numbers the boxes."""
+    if image is not None:
+        _show_image(ax, image)
+    b = boxes.detach().cpu().numpy() if hasattr(boxes, "detach") else np.asarray(boxes, dtype=float)
+    for k, (x0, y0, x1, y1) in enumerate(b.reshape(-1, 4)):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=linewidth))
+        if label:
+            ax.text(x0, y0, str(k), color="black", fontsize=7, va="bottom",
+                    bbox={"facecolor": color, "edgecolor": "none", "pad": 1})
+    return ax
+
+
+def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) -> Axes:
+    """Draw ``image`` with the 0/1 ``mask`` tinted on top (face pixels in red)."""
+    if ax is None:
+        _, ax = plt.subplots()
+    _show_image(ax, image)
+    m = as_hw_mask(mask).astype(bool)
+    overlay = np.zeros(m.shape + (4,), dtype=float)
+    overlay[m] = (*MASK_COLOR, alpha)
+    ax.imshow(overlay, extent=(0, m.shape[1], m.shape[0], 0), interpolation="nearest")
+    return ax
+
+
+def _title(sample: dict) -> str:
+    image = as_hwc(sample["image"])
+    parts = [str(sample["name"])] if sample.get("name") is not None else []
+    parts.append("x".join(str(v) for v in image.shape[:2]))
+    if "boxes" in sample:
+        parts.append(f"{len(sample['boxes'])} boxes")
+    return ", ".join(parts)
+
+
+def show_sample(sample: dict, ax: Axes | None = None, title: bool = True) -> Axes:
+    """Draw one sample: its image, its boxes (if present) and its mask overlaid (if present)."""
+    if ax is None:
+        _, ax = plt.subplots()
+    if "mask" in sample:
+        show_mask_overlay(sample["image"], sample["mask"], ax)
+    else:
+        _show_image(ax, sample["image"])
+    if "boxes" in sample:
+        draw_boxes(ax, None, sample["boxes"])
+    if title:
+        ax.set_title(_title(sample), fontsize=9)
+    return ax
+
+
+def show_image_and_mask(sample: dict, figsize: tuple[float, float] = (10, 3.6)) -> Figure:
+    """Three panels for a sample with a mask: image and boxes, the mask alone, the mask overlaid."""
+    fig, axes = plt.subplots(1, 3, figsize=figsize)
+    draw_boxes(axes[0], sample["image"], sample.get("boxes", ()))
+    axes[0].set_title("image and boxes", fontsize=9)
+    _show_image(axes[1], as_hw_mask(sample["mask"]) * 255)
+    axes[1].set_title("mask (white = face)", fontsize=9)
+    show_mask_overlay(sample["image"], sample["mask"], axes[2])
+    axes[2].set_title("overlaid", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_before_after(transform: Callable[[dict], dict], sample: dict,
+                      figsize: tuple[float, float] = (9, 3.6)) -> Figure:
+    """Two panels: ``sample`` and ``transform(sample)``, each titled with its size and box count."""
+    after = transform(sample)
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize)
+    show_sample(sample, left)
+    left.set_title("before: " + _title(sample), fontsize=9)
+    show_sample(after, right)
+    right.set_title(f"after {type(transform).__name__}: " + _title(after), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_batch(batch: dict, n: int = 8, ncols: int = 4, size: float = 2.6) -> Figure:
+    """A grid of the first ``n`` images of a collated batch (``'image'`` Bx3xHxW), masks overlaid
+    when the batch has ``'mask'`` (Bx1xHxW), boxes drawn when it has ``'boxes'`` (one (k, 4) per
+    image), titled with ``'name'`` when present."""
+    count = min(n, len(batch["image"]))
+    ncols = max(1, min(ncols, count))
+    nrows = max(1, -(-count // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 4 / 3, size * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= count:
+            ax.set_axis_off()
+            continue
+        if "mask" in batch:
+            show_mask_overlay(batch["image"][k], batch["mask"][k], ax)
+        else:
+            _show_image(ax, batch["image"][k])
+        if "boxes" in batch:  # boxes kept as a list per image (helpers.collate)
+            draw_boxes(ax, None, batch["boxes"][k])
+        if "name" in batch:
+            ax.set_title(str(batch["name"][k]), fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,426 @@
+"""The sample transforms ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``, and their check against
+torchvision's ``transforms.v2`` doing the same job with ``tv_tensors``.
+
+Each transform is a callable class: parameters go to ``__init__``, ``__call__(sample)`` returns a NEW
+dict and never changes the one it was given, so they compose with ``torchvision.transforms.v2.Compose``
+and pickle into DataLoader workers under any start method (``fork``, ``spawn``, ``forkserver``).
+
+The pixel rule (the data contract): pixel (row i, column j) covers the square [j, j+1) x [i, i+1), and it
+is face iff its CENTRE (j + 0.5, i + 0.5) lies in [x_min, x_max) x [y_min, y_max) of some box.
+
+What the check against v2 finds, in short (the functions at the end of this module compute it):
+
+- Boxes: ``Rescale`` multiplies by the same float32 ratios as ``v2.Resize``: the same numbers, bit for bit.
+- Mask: for the Mask ``tv_tensor``, ``v2.Resize`` silently replaces any interpolation other than
+  NEAREST / NEAREST_EXACT by **NEAREST** (see ``resize_mask`` in torchvision 0.29), so the mask passed
+  through the same ``v2.Resize`` as the image is sampled with NEAREST: source index floor(j * s), the
+  LEFT EDGE of output pixel j (s = input size / output size). NEAREST_EXACT samples floor((j + 0.5) * s),
+  its CENTRE. Only NEAREST_EXACT matches our centre rule:
+  for an integer box edge x0, output pixel j is face under our rule iff x0 <= (j + 0.5) * s, which (x0
+  being an integer) is iff x0 <= floor((j + 0.5) * s), i.e. iff the source pixel nearest-exact picks is
+  face in the original-size mask (source column c is face iff x0 <= c + 0.5, i.e. iff x0 <= c). The same
+  holds at x_max and for rows. So, with integer input boxes, Rescale + ConvertGroundTruth equals the
+  original-size mask resized NEAREST_EXACT; and the NEAREST mask equals our rule applied to the
+  rescaled boxes shifted by half an output pixel right and down.
+- The one exception is floating point: where (j + 0.5) * s is exactly an integer (an output pixel
+  centre on a source pixel edge: a "tie"), both torch (float32 scale) and our float32 boxes may round
+  either way (e.g. 2 -> 41 columns: torch maps pixel 20's centre to 0.99999996, not 1). Mismatches can
+  only occur on such tie rows/columns (:func:`tie_lines`); without ties, or for a power-of-two scale
+  (exact in binary), the masks are identical. This project's sizes are: 480x640 -> 192x256 has no
+  ties, 480x640 -> 240x320 is a factor of 2.
+- Fractional input boxes: v2 resizes a mask already rasterised at the input resolution, which snaps each
+  box edge to the input pixel grid first; the reference equals our rule applied to the snapped boxes.
+- ``SanitizeBoundingBoxes`` (min_size=1, min_area=1) drops boxes narrower or lower than one output
+  pixel, and boxes whose rescaled x_max / y_max lands a float32 ulp past the border (:func:`sanitize_keeps`);
+  ``Rescale`` keeps every box, and ``ConvertGroundTruth`` still marks a sub-pixel box's pixel when it
+  contains that pixel's centre (the mask, the training target, does not depend on this choice).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+
+from .errors import DataError
+
+
+def _name(sample: dict) -> str:
+    return f"sample {sample.get('name', '<unnamed>')!r}"
+
+
+def _check_image(sample: dict, who: str) -> np.ndarray:
+    image = sample.get("image")
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}"
+        raise TypeError(f"{who}: {_name(sample)} needs 'image' as an HxWx3 uint8 ndarray, got {got}")
+    return image
+
+
+def _check_boxes(sample: dict, who: str) -> np.ndarray:
+    if "boxes" not in sample:
+        raise KeyError(f"{who}: {_name(sample)} has no 'boxes'")
+    boxes = np.asarray(sample["boxes"], dtype=np.float32)
+    if boxes.size == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+        raise DataError(f"{who}: {_name(sample)} needs finite (k, 4) XYXY 'boxes', got {boxes.tolist()}")
+    return boxes
+
+
+def resized_size(size: int | Sequence[int], height: int, width: int) -> tuple[int, int]:
+    """(new_height, new_width) for ``size`` exactly as ``v2.Resize`` computes it.
+
+    An int sets the smaller edge and keeps the aspect ratio (the longer edge is truncated to an int);
+    an (h, w) pair is the size itself.
+    """
+    if isinstance(size, int):
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = size, int(size * long / short)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
+    h, w = size
+    return int(h), int(w)
+
+
+def _valid_size(size: int | Sequence[int]) -> int | tuple[int, int]:
+    if isinstance(size, bool):
+        raise ValueError(f"output_size must be an int or (h, w), got {size!r}")
+    if isinstance(size, (int, np.integer)):
+        if size < 1:
+            raise ValueError(f"output_size must be >= 1, got {size}")
+        return int(size)
+    if isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, (int, np.integer)) for v in size):
+        if min(size) < 1:
+            raise ValueError(f"output_size must be >= 1, got {tuple(size)}")
+        return int(size[0]), int(size[1])
+    raise ValueError(f"output_size must be an int or (h, w), got {size!r}")
+
+
+class Rescale:
+    """Resize the image to ``output_size`` and scale its boxes to match.
+
+    ``output_size``: an int sets the smaller edge, aspect ratio kept (as ``torchvision``'s Resize);
+    an ``(h, w)`` pair is the exact size. Boxes are multiplied by (new_w / old_w, new_h / old_h) in
+    float32, the same arithmetic as ``v2.Resize``; every box is kept (see ``ConvertGroundTruth`` for
+    boxes that become smaller than a pixel).
+
+    The image is resized by Pillow's bilinear filter, which is antialiased (its support widens when
+    shrinking, so downscaling averages instead of skipping pixels). Pillow works on the uint8 HxWx3
+    array directly, with no tensor round trip inside the worker; it agrees with torchvision's
+    ``antialias=True`` bilinear tensor resize to within 2 grey levels, 1 at this project's sizes
+    (checked in the tests). Requesting the size the image already has returns image and boxes
+    unchanged.
+    """
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        self.output_size = _valid_size(output_size)
+
+    def __call__(self, sample: dict) -> dict:
+        if "mask" in sample:
+            raise ValueError(
+                f"Rescale: {_name(sample)} already has a 'mask'; apply Rescale before "
+                "ConvertGroundTruth (the mask is drawn from the rescaled boxes)"
+            )
+        image = _check_image(sample, "Rescale")
+        old_h, old_w = image.shape[:2]
+        new_h, new_w = resized_size(self.output_size, old_h, old_w)
+        out = dict(sample)
+        if (new_h, new_w) != (old_h, old_w):
+            resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            out["image"] = np.array(resized)
+        if "boxes" in sample:
+            ratios = np.array([new_w / old_w, new_h / old_h] * 2, dtype=np.float32)
+            out["boxes"] = _check_boxes(sample, "Rescale") * ratios
+        return out
+
+    def __repr__(self) -> str:
+        return f"Rescale(output_size={self.output_size!r})"
+
+
+def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxW uint8 mask: 1 where the pixel centre (j + 0.5, i + 0.5) is in [x0, x1) x [y0, y1) of a box.
+
+    x0 <= j + 0.5 < x1  <=>  ceil(x0 - 0.5) <= j < ceil(x1 - 0.5), so each box fills one slice of
+    rows and columns; the slice is clipped to the image, which is what the rule says for a box that
+    crosses the border. A box that contains no pixel centre (smaller than a pixel, between centres)
+    marks nothing. Float64 arithmetic, so the rule is exact for float32 box coordinates.
+    """
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        c0, c1 = max(math.ceil(x0 - 0.5), 0), min(math.ceil(x1 - 0.5), width)
+        r0, r1 = max(math.ceil(y0 - 0.5), 0), min(math.ceil(y1 - 0.5), height)
+        if c0 < c1 and r0 < r1:
+            mask[r0:r1, c0:c1] = 1
+    return mask
+
+
+class ConvertGroundTruth:
+    """Add ``'mask'``: an HxW uint8 0/1 array of the image's size, 1 on face pixels.
+
+    The rule: pixel (i, j) is face iff its centre (j + 0.5, i + 0.5) lies in [x_min, x_max) x
+    [y_min, y_max) of at least one box (see :func:`boxes_to_mask`). Consequences, all tested: no boxes
+    -> all zeros; a box crossing the border is clipped by the rule itself; a box smaller than a pixel
+    marks exactly the pixels whose centre it contains (possibly none). ``'boxes'`` is dropped (the
+    mask replaces it, and boxes of different counts would not stack into a batch) unless
+    ``keep_boxes=True``.
+    """
+
+    def __init__(self, keep_boxes: bool = False) -> None:
+        self.keep_boxes = keep_boxes
+
+    def __call__(self, sample: dict) -> dict:
+        image = _check_image(sample, "ConvertGroundTruth")
+        boxes = _check_boxes(sample, "ConvertGroundTruth")
+        out = dict(sample)
+        out["mask"] = boxes_to_mask(boxes, image.shape[0], image.shape[1])
+        if not self.keep_boxes:
+            del out["boxes"]
+        return out
+
+    def __repr__(self) -> str:
+        return f"ConvertGroundTruth(keep_boxes={self.keep_boxes})"
+
+
+class ToTensor:
+    """NumPy sample -> tensors: ``'image'`` uint8 3xHxW (contiguous), ``'mask'`` uint8 1xHxW,
+    ``'boxes'`` (if still there) float32 (k, 4); other keys (``'name'``) unchanged.
+
+    Why uint8: a batch leaves the DataLoader workers through shared memory and is copied to the GPU;
+    uint8 is 4x smaller than float32 (8x smaller than the float64 that the well-known PyTorch
+    data-loading tutorial ends up with, because NumPy computes in float64). The model converts on the
+    device: ``image.float() / 255`` and ``mask.float()``, after ``.to(device, non_blocking=True)``.
+    The mask keeps a channel axis (1xHxW) so that it lines up with a 1-channel model output.
+    """
+
+    def __call__(self, sample: dict) -> dict:
+        image = _check_image(sample, "ToTensor")
+        out = dict(sample)
+        out["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if "mask" in sample:
+            mask = np.asarray(sample["mask"])
+            if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
+                raise TypeError(
+                    f"ToTensor: {_name(sample)} needs 'mask' as an HxW uint8 array of the image's size "
+                    f"{image.shape[:2]}, got {mask.shape} {mask.dtype}"
+                )
+            out["mask"] = torch.from_numpy(np.array(mask[None], copy=True))
+        if "boxes" in sample:
+            out["boxes"] = torch.from_numpy(_check_boxes(sample, "ToTensor").copy())
+        return out
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+def default_pipeline(size: int | tuple[int, int]) -> v2.Compose:
+    """The pipeline the later notebooks train with: Rescale, then the mask, then tensors."""
+    return v2.Compose([Rescale(size), ConvertGroundTruth(), ToTensor()])
+
+
+# ----------------------------------------------------------------------------- the same job in v2
+
+
+def to_tv_sample(sample: dict) -> dict:
+    """A NumPy sample as ``tv_tensors``: ``'image'`` Image 3xHxW uint8, ``'boxes'`` BoundingBoxes
+    (XYXY, ``canvas_size=(H, W)``), and ``'mask'``: the ORIGINAL-size mask of the boxes
+    (:func:`boxes_to_mask`) as a Mask HxW uint8. ``'name'`` is carried along."""
+    image = _check_image(sample, "to_tv_sample")
+    boxes = _check_boxes(sample, "to_tv_sample")
+    height, width = image.shape[:2]
+    return {
+        "image": tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))),
+        "boxes": tv_tensors.BoundingBoxes(
+            torch.from_numpy(boxes.copy()), format="XYXY", canvas_size=(height, width)
+        ),
+        "mask": tv_tensors.Mask(torch.from_numpy(boxes_to_mask(boxes, height, width))),
+        "name": sample.get("name"),
+    }
+
+
+class ReferencePipeline:
+    """torchvision's version of Rescale + ConvertGroundTruth, on a sample from :func:`to_tv_sample`.
+
+    Image and boxes go through ``v2.Resize(size)`` (bilinear, antialias), then, if ``sanitize``,
+    ``v2.SanitizeBoundingBoxes(labels_getter=None)`` (we have no labels key; it drops boxes narrower
+    or lower than 1 pixel). The original-size mask goes through ``v2.Resize(size,
+    interpolation=mask_interpolation)``: ``"nearest-exact"`` (default) matches the centre rule;
+    ``"nearest"`` is what a Mask gets from the same ``v2.Resize`` as the image. The mask is kept out of
+    SanitizeBoundingBoxes on purpose: it indexes any Mask whose first dimension happens to equal the
+    number of boxes (meant for per-box masks), which would cut rows out of an HxW mask.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        mask_interpolation: str | InterpolationMode = "nearest-exact",
+        sanitize: bool = True,
+    ) -> None:
+        size = _valid_size(size)
+        self.resize = v2.Resize(size, antialias=True)
+        self.mask_interpolation = InterpolationMode(mask_interpolation)
+        self.resize_mask = v2.Resize(size, interpolation=self.mask_interpolation)
+        self.sanitize = v2.SanitizeBoundingBoxes(labels_getter=None) if sanitize else None
+
+    def __call__(self, tv_sample: dict) -> dict:
+        out = self.resize({"image": tv_sample["image"], "boxes": tv_sample["boxes"]})
+        if self.sanitize is not None:
+            out = self.sanitize(out)
+        return {**out, "mask": self.resize_mask(tv_sample["mask"]), "name": tv_sample.get("name")}
+
+
+def reference_pipeline(
+    size: int | tuple[int, int], mask_interpolation: str = "nearest-exact", sanitize: bool = True
+) -> ReferencePipeline:
+    """See :class:`ReferencePipeline`."""
+    return ReferencePipeline(size, mask_interpolation=mask_interpolation, sanitize=sanitize)
+
+
+def tie_lines(n_in: int, n_out: int, interpolation: str = "nearest-exact") -> np.ndarray:
+    """Output indices (bool, length ``n_out``) whose sample point falls exactly on an input pixel edge.
+
+    NEAREST_EXACT samples at (j + 0.5) * n_in / n_out, a tie when (2j + 1) * n_in is a multiple of
+    2 * n_out; NEAREST samples at j * n_in / n_out (j = 0 excluded: 0 is exact in any arithmetic).
+    Only there can float rounding decide a mask pixel; computed with integers, so exactly.
+    """
+    j = np.arange(n_out, dtype=np.int64)
+    if InterpolationMode(interpolation) == InterpolationMode.NEAREST_EXACT:
+        return ((2 * j + 1) * n_in) % (2 * n_out) == 0
+    if InterpolationMode(interpolation) == InterpolationMode.NEAREST:
+        return (j > 0) & ((j * n_in) % n_out == 0)
+    raise ValueError(f"interpolation must be 'nearest' or 'nearest-exact', got {interpolation!r}")
+
+
+def snap_to_pixel_grid(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Integer boxes with the same mask as ``boxes`` at this resolution: x -> ceil(x - 0.5), clipped.
+
+    This is what rasterising at the input size does to a fractional box; integer boxes are unchanged.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    snapped = np.ceil(b - 0.5)
+    snapped[:, 0::2] = np.clip(snapped[:, 0::2], 0, width)
+    snapped[:, 1::2] = np.clip(snapped[:, 1::2], 0, height)
+    return snapped.astype(np.float32)
+
+
+def expected_reference_mask(
+    boxes: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int], interpolation: str = "nearest-exact"
+) -> np.ndarray:
+    """The mask v2 gives by resizing the original-size mask, predicted with our rule (ties aside):
+    snap the boxes to the input grid, rescale them as ``Rescale`` does, and, for NEAREST, shift them by
+    half an output pixel right and down (NEAREST samples pixel corners, not centres)."""
+    (h_in, w_in), (h_out, w_out) = in_size, out_size
+    ratios = np.array([w_out / w_in, h_out / h_in] * 2, dtype=np.float32)
+    scaled = (snap_to_pixel_grid(boxes, h_in, w_in) * ratios).astype(np.float64)
+    if InterpolationMode(interpolation) == InterpolationMode.NEAREST:
+        scaled = scaled + 0.5
+    return boxes_to_mask(scaled, h_out, w_out)
+
+
+def sanitize_keeps(boxes: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray:
+    """Which boxes ``v2.SanitizeBoundingBoxes()`` (min_size=1, min_area=1) keeps, as a bool array.
+
+    It drops a box narrower or lower than 1 pixel, and a box with a coordinate outside the canvas. The
+    second bites boxes that touch the right or bottom border: x_max * (new_w / old_w) computed in
+    float32 can land one ulp above new_w (e.g. 35 * float32(18 / 35) > 18), and the box is dropped.
+    """
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    height, width = canvas_size
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    inside = (b >= 0).all(axis=1) & (b[:, 0::2] <= width).all(axis=1) & (b[:, 1::2] <= height).all(axis=1)
+    return (w >= 1) & (h >= 1) & (w * h >= 1) & inside
+
+
+@dataclass
+class ReferenceCheck:
+    """Rescale + ConvertGroundTruth versus :class:`ReferencePipeline` on one sample."""
+
+    name: str | None
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    mask_interpolation: str
+    boxes_max_abs_diff: float  # ours vs v2.Resize, all boxes (before SanitizeBoundingBoxes)
+    boxes_close: bool  # np.allclose(ours, v2, rtol=1e-6, atol=1e-5): equal to float32 precision
+    n_boxes: int
+    n_dropped_by_sanitize: int  # v2 drops them (see sanitize_keeps), Rescale keeps every box
+    sanitize_as_expected: bool  # the sanitized v2 boxes == our boxes[sanitize_keeps(...)]
+    mask_mismatch: int  # pixels where our mask != v2's resized original mask
+    mask_mismatch_vs_expected: int  # v2 mask vs expected_reference_mask (snap / half-pixel shift)
+    mismatch_off_ties: int  # of those, pixels not on a tie row or column: must be 0
+    image_max_abs_diff: int  # Pillow bilinear vs torch bilinear (antialias) on uint8
+    mask_ours: np.ndarray = field(repr=False)
+    mask_reference: np.ndarray = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Boxes agree, SanitizeBoundingBoxes drops exactly the boxes :func:`sanitize_keeps` predicts,
+        and the mask differs from :func:`expected_reference_mask` nowhere but on tie lines."""
+        return self.boxes_close and self.sanitize_as_expected and self.mismatch_off_ties == 0
+
+    @property
+    def mask_identical(self) -> bool:
+        """Our mask equals v2's pixel for pixel (expected for integer boxes without ties)."""
+        return self.mask_mismatch == 0
+
+    def __str__(self) -> str:
+        (h, w), (oh, ow) = self.in_size, self.out_size
+        return "\n".join(
+            [
+                f"{self.name}: {h}x{w} -> {oh}x{ow}, mask resized with {self.mask_interpolation}",
+                f"  boxes: {self.n_boxes}, max |ours - v2.Resize| = {self.boxes_max_abs_diff:g}; "
+                f"SanitizeBoundingBoxes dropped {self.n_dropped_by_sanitize} "
+                f"(as expected: {self.sanitize_as_expected})",
+                f"  mask: {self.mask_mismatch} of {oh * ow} pixels differ from ours; "
+                f"{self.mask_mismatch_vs_expected} differ from the predicted reference, "
+                f"{self.mismatch_off_ties} of them off tie lines",
+                f"  image: max |Pillow - torch| = {self.image_max_abs_diff} grey levels",
+            ]
+        )
+
+
+def check_against_reference(
+    sample: dict, size: int | tuple[int, int], mask_interpolation: str = "nearest-exact"
+) -> ReferenceCheck:
+    """Run ``sample`` through Rescale + ConvertGroundTruth and through :class:`ReferencePipeline`,
+    and measure every difference (see the module docstring for what is expected and why)."""
+    ours = ConvertGroundTruth(keep_boxes=True)(Rescale(size)(sample))
+    reference = ReferencePipeline(size, mask_interpolation=mask_interpolation, sanitize=False)
+    tv = to_tv_sample(sample)
+    resized = reference.resize({"image": tv["image"], "boxes": tv["boxes"]})
+    sanitized = v2.SanitizeBoundingBoxes(labels_getter=None)(resized)["boxes"]
+    mask_ref = reference.resize_mask(tv["mask"]).numpy()
+
+    in_size = tuple(sample["image"].shape[:2])
+    out_size = tuple(ours["image"].shape[:2])
+    boxes_ours = ours["boxes"]
+    boxes_ref = resized["boxes"].numpy()
+    kept = sanitize_keeps(boxes_ours, out_size)
+    expected = expected_reference_mask(sample["boxes"], in_size, out_size, mask_interpolation)
+    differs = expected != mask_ref
+    on_tie = (
+        tie_lines(in_size[0], out_size[0], mask_interpolation)[:, None]
+        | tie_lines(in_size[1], out_size[1], mask_interpolation)[None, :]
+    )
+    image_diff = np.abs(ours["image"].astype(np.int16) - resized["image"].numpy().transpose(1, 2, 0))
+    return ReferenceCheck(
+        name=sample.get("name"),
+        in_size=in_size,
+        out_size=out_size,
+        mask_interpolation=InterpolationMode(mask_interpolation).value,
+        boxes_max_abs_diff=float(np.abs(boxes_ours - boxes_ref).max(initial=0.0)),
+        boxes_close=bool(np.allclose(boxes_ours, boxes_ref, rtol=1e-6, atol=1e-5)),
+        n_boxes=len(boxes_ours),
+        n_dropped_by_sanitize=len(boxes_ours) - len(sanitized),
+        sanitize_as_expected=bool(np.array_equal(sanitized.numpy(), boxes_ours[kept])),
+        mask_mismatch=int((ours["mask"] != mask_ref).sum()),
+        mask_mismatch_vs_expected=int(differs.sum()),
+        mismatch_off_ties=int((differs & ~on_tie).sum()),
+        image_max_abs_diff=int(image_diff.max(initial=0)),
+        mask_ours=ours["mask"],
+        mask_reference=mask_ref,
+    )
