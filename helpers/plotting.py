@@ -79,7 +79,8 @@ def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) 
 def _title(sample: dict) -> str:
     image = as_hwc(sample["image"])
     parts = [str(sample["name"])] if sample.get("name") is not None else []
-    parts.append("x".join(str(v) for v in image.shape[:2]))
+    height, width = image.shape[:2]
+    parts.append(f"{width}×{height} px")  # width × height, as sizes are usually read
     if "boxes" in sample:
         parts.append(f"{len(sample['boxes'])} boxes")
     return ", ".join(parts)

@@ -360,7 +360,7 @@ def test_plots_return_figures_and_draw_boxes():
     assert sum(isinstance(p, Rectangle) for p in ax.patches) == 2
     assert ax.get_xlim() == (0, 30) and ax.get_ylim() == (20, 0)  # pixel j spans [j, j + 1)
     fig = plotting.show_before_after(Rescale(10), s)
-    assert len(fig.axes) == 2 and "10x15" in fig.axes[1].get_title()
+    assert len(fig.axes) == 2 and "15×10 px" in fig.axes[1].get_title()  # width × height
     t = ToTensor()(ConvertGroundTruth(keep_boxes=True)(s))
     ax2 = plotting.show_sample(t)  # tensors too
     assert sum(isinstance(p, Rectangle) for p in ax2.patches) == 2 and len(ax2.images) == 2
