@@ -378,7 +378,8 @@ class ReferenceCheck:
                 f"  mask: {self.mask_mismatch} of {oh * ow} pixels differ from ours; "
                 f"{self.mask_mismatch_vs_expected} differ from the predicted reference, "
                 f"{self.mismatch_off_ties} of them off tie lines",
-                f"  image: max |Pillow - torch| = {self.image_max_abs_diff} grey levels",
+                f"  image: max |Pillow - torch| = {self.image_max_abs_diff} grey level"
+                f"{'' if self.image_max_abs_diff == 1 else 's'}",
             ]
         )
 
