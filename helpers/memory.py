@@ -116,9 +116,11 @@ def default_start_method() -> str:
 
 
 def _measure_here(
-    kind: str, n_entries: int, num_workers: int, batch_size: int, seed: int, start_method: str
+    kind: str, n_entries: int, num_workers: int, batch_size: int, seed: int, start_method: str,
+    shuffle: bool = False,
 ) -> dict[str, Any]:
     """Build the index, sample PSS alone, run one full DataLoader pass, sample PSS of main + workers."""
+    import torch
     from torch.utils.data import DataLoader
 
     from .datafiles import label_list_bytes, path_list_bytes
@@ -147,6 +149,8 @@ def _measure_here(
         # Keeps the workers alive after the pass so their memory can be sampled.
         persistent_workers=num_workers > 0,
         multiprocessing_context=start_method if num_workers > 0 else None,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
     )
     start = time.perf_counter()
     checksum = 0
@@ -163,6 +167,7 @@ def _measure_here(
         "num_workers": num_workers,
         "batch_size": batch_size,
         "start_method": start_method if num_workers > 0 else None,
+        "shuffle": shuffle,
         "metric": memory_metric(),
         "index_bytes": int(index_bytes),
         "single_bytes": int(single),
@@ -188,6 +193,7 @@ def measure_index_memory(
     seed: int = 0,
     start_method: str | None = None,
     timeout: float | None = 600,
+    shuffle: bool = False,
 ) -> dict[str, Any]:
     """Measure the memory of an index of ``n_entries`` kept as ``kind`` (``'list'`` or ``'array'``).
 
@@ -201,7 +207,8 @@ def measure_index_memory(
     (:func:`anon_pss_of_tree`; None off Linux). Also returned: ``index_bytes`` (the ``sys.getsizeof``
     sum for lists, the buffer sizes for arrays), ``metric`` (``pss``/``uss``), ``worker_private_bytes``
     (each worker's USS: what it copied or allocated itself), ``pass_seconds`` and a ``checksum`` of
-    the items (equal for both kinds).
+    the items (equal for both kinds). ``shuffle=True`` visits the entries in a random order (seeded
+    by ``seed``), as training does: then every worker reads entries from all over the index.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -210,7 +217,7 @@ def measure_index_memory(
         sys.executable, "-m", "helpers.memory",
         "--kind", kind, "--entries", str(n_entries), "--workers", str(num_workers),
         "--batch-size", str(batch_size), "--seed", str(seed), "--start-method", start_method,
-    ]
+    ] + (["--shuffle"] if shuffle else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -232,10 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start-method", default=None)
+    parser.add_argument("--shuffle", action="store_true", help="visit the entries in a random order")
     args = parser.parse_args(argv)
     result = _measure_here(
         args.kind, args.entries, args.workers, args.batch_size, args.seed,
-        args.start_method or default_start_method(),
+        args.start_method or default_start_method(), shuffle=args.shuffle,
     )
     print(_RESULT_MARK + json.dumps(result), flush=True)
 

@@ -79,6 +79,15 @@ def test_run_memory_on_a_small_index():
     assert ("PASS" if results["passed"] else "FAIL") in table
 
 
+def test_a_shuffled_pass_visits_the_same_items():
+    # shuffle=True (the order training uses) reads every entry once, in a seeded random order.
+    plain = measure_index_memory("array", 2000, num_workers=1, batch_size=300)
+    shuffled = measure_index_memory("array", 2000, num_workers=1, batch_size=300, shuffle=True)
+    assert (plain["shuffle"], shuffled["shuffle"]) == (False, True)
+    assert shuffled["checksum"] == plain["checksum"] > 0
+    assert len(shuffled["worker_private_bytes"]) == 1
+
+
 def test_bench_cli_has_memory_and_needs_a_subcommand():
     args = build_parser().parse_args(["memory", "--entries", "5", "--workers", "1"])
     assert (args.command, args.entries, args.workers, args.batch_size) == ("memory", 5, 1, 1000)
