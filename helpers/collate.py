@@ -98,7 +98,8 @@ def collate_reading(batch: Sequence[Any]) -> Any:
     if isinstance(elem, int):
         return torch.tensor(batch)
 
-    # 6. str and bytes: the batch itself is returned, a list of B strings (0.4.0 had only str).
+    # 6. str and bytes: the batch itself is returned, a list of B strings. Unchanged: 0.4.0's
+    #    `string_classes` was (str, bytes) on Python 3; now the registry names both types.
     if isinstance(elem, (str, bytes)):
         return batch
 
@@ -294,6 +295,63 @@ def describe(obj: Any, max_items: int = 4) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Side by side with PyTorch, and where a batch was built
+
+
+def check_against_default_collate(samples: Sequence[Any]) -> str:
+    """Run ``collate_reading`` and ``default_collate`` on the same samples, require that they agree, and
+    return one line: ``describe`` of the batch, or ``ErrorType: message`` when both raise.
+
+    Agreeing means ``assert_same_batch`` passes, or both raise the same exception type with the same
+    message; anything else raises AssertionError.
+    """
+    outcomes = []
+    for collate in (collate_reading, default_collate):
+        try:
+            outcomes.append((collate(samples), None))
+        except Exception as error:  # noqa: BLE001 - whatever is raised is compared below
+            outcomes.append((None, error))
+    (ours, our_error), (theirs, their_error) = outcomes
+    if our_error is not None or their_error is not None:
+        if type(our_error) is not type(their_error) or str(our_error) != str(their_error):
+            raise AssertionError(f"collate_reading: {our_error!r}, default_collate: {their_error!r}")
+        return f"{type(our_error).__name__}: {our_error}"
+    assert_same_batch(ours, theirs)
+    return describe(ours)
+
+
+def _all_shared(obj: Any) -> bool | None:
+    """True if every tensor in ``obj`` is in shared memory, False if one is not, None if it holds none.
+    Empty tensors are skipped: they have no memory to share (and arrive from a worker unshared)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.is_shared() if obj.numel() else None
+    if isinstance(obj, collections.abc.Mapping):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        found = [f for f in (_all_shared(x) for x in obj) if f is not None]
+        return all(found) if found else None
+    return None
+
+
+def shared_memory_report(batch: Mapping[str, Any]) -> dict[str, bool]:
+    """Per key of a dict batch: are all its (non-empty) tensors in shared memory? Keys without any are left out."""
+    flags = {key: _all_shared(value) for key, value in batch.items()}
+    return {key: flag for key, flag in flags.items() if flag is not None}
+
+
+def collate_and_report(samples: Sequence[Any], collate_fn: Any = default_collate) -> tuple[Any, dict[str, bool]]:
+    """A ``collate_fn`` for looking inside a worker: ``(collate_fn(samples), shared_memory_report(batch))``.
+
+    The report is taken where the batch was built, BEFORE it leaves the worker: on the way to the main
+    process PyTorch moves every tensor into shared memory anyway (a copy when it is not there yet), so
+    only here does it show which tensors the collate function stacked straight into shared memory.
+    Use ``functools.partial(collate_and_report, collate_fn=...)``: it pickles, for any start method.
+    """
+    batch = collate_fn(samples)
+    return batch, shared_memory_report(batch)
+
+
+# --------------------------------------------------------------------------------------------------
 # Boxes: a different number per image
 
 
@@ -383,8 +441,11 @@ __all__ = [
     "ERROR_FORMAT",
     "CollateOutcome",
     "assert_same_batch",
+    "check_against_default_collate",
+    "collate_and_report",
     "collate_keep_boxes",
     "collate_raw_boxes",
     "collate_reading",
     "describe",
+    "shared_memory_report",
 ]

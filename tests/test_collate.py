@@ -21,10 +21,13 @@ from helpers.collate import (
     ERROR_FORMAT,
     CollateOutcome,
     assert_same_batch,
+    check_against_default_collate,
+    collate_and_report,
     collate_keep_boxes,
     collate_raw_boxes,
     collate_reading,
     describe,
+    shared_memory_report,
 )
 from helpers.errors import DataError
 
@@ -519,3 +522,57 @@ def test_raw_lists_of_unequal_counts_raise():
     assert outcome.summary == "RuntimeError: each element in list of batch should be of equal size"
     with pytest.raises(ValueError, match="as_type"):
         collate_raw_boxes(BOXES_EQUAL, "tuple")
+
+
+# ---------------------------------------------------------------------------------------------------
+# check_against_default_collate, shared_memory_report, collate_and_report
+
+
+def test_check_against_default_collate():
+    assert check_against_default_collate([1, 2.5]) == "float32 tensor (2,)"
+    assert check_against_default_collate([Pair(1, "a"), Pair(2, "b")]) == (
+        "Pair(first=int64 tensor (2,), second=tuple[2] of str)"
+    )
+    assert check_against_default_collate([[1, 2], [3]]) == (
+        "RuntimeError: each element in list of batch should be of equal size"
+    )
+    assert check_against_default_collate([None, None]) == "TypeError: " + ERROR_FORMAT.format(type(None))
+    assert check_against_default_collate([{"a": 1}, {"b": 2}]) == "KeyError: 'a'"
+
+
+def test_check_against_default_collate_fails_when_they_disagree(monkeypatch):
+    import helpers.collate as module
+
+    monkeypatch.setattr(module, "collate_reading", lambda samples: torch.tensor(samples, dtype=torch.float64))
+    with pytest.raises(AssertionError, match="dtype torch.float64 != torch.int64"):
+        module.check_against_default_collate([1, 2])
+    monkeypatch.setattr(module, "collate_reading", lambda samples: [][0])
+    with pytest.raises(AssertionError, match="collate_reading: IndexError"):
+        module.check_against_default_collate([1, 2])
+
+
+def test_shared_memory_report():
+    shared = torch.zeros(2).share_memory_()
+    batch = {"a": shared, "b": torch.zeros(2), "boxes": [shared, torch.zeros(1)], "ok": [shared, shared],
+             "name": ["x", "y"], "nested": {"t": shared}, "empty": torch.zeros(0), "with_empty": [shared, torch.zeros(0)]}
+    assert shared_memory_report(batch) == {"a": True, "b": False, "boxes": False, "ok": True, "nested": True,
+                                           "with_empty": True}
+
+
+def test_collate_and_report_in_a_real_worker():
+    samples = _face_samples([2, 0, 5, 1])
+    without_boxes = [{k: v for k, v in s.items() if k != "boxes"} for s in samples]
+    results = []
+    for collate_fn, data in ((collate_reading, without_boxes), (collate_keep_boxes, samples)):
+        loader = DataLoader(data, batch_size=2, num_workers=1, multiprocessing_context="fork",
+                            collate_fn=functools.partial(collate_and_report, collate_fn=collate_fn))
+        results.append(list(loader))
+    for batch, in_worker in results[0]:
+        assert in_worker == {"image": True, "mask": True}
+        assert shared_memory_report(batch) == {"image": True, "mask": True}
+    for batch, in_worker in results[1]:
+        # boxes come as they were in the samples: not in shared memory until the queue moves them there
+        assert in_worker == {"image": True, "boxes": False, "mask": True}
+        assert shared_memory_report(batch) == {"image": True, "boxes": True, "mask": True}
+    in_main = collate_and_report(without_boxes, collate_reading)[1]
+    assert in_main == {"image": False, "mask": False}

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 
 from helpers.collate import assert_same_batch, collate_keep_boxes, describe
 from helpers.loader import (
+    FlipWithInitRng,
     RandomHorizontalFlip,
     SeededAugment,
     batch_to_device,
@@ -331,3 +332,36 @@ def test_face_dataset_batches_are_the_same_with_and_without_workers():
     assert describe(runs[0][0]) == (
         "{'image': uint8 tensor (4, 3, 48, 64), 'name': list[4] of str, 'mask': uint8 tensor (4, 1, 48, 64)}"
     )
+
+
+def test_flip_with_init_rng_repeats_itself_in_every_worker():
+    """The mistake FlipWithInitRng keeps for the notebook: each worker starts from the same RNG state."""
+    n, batch_size = 12, 3
+
+    def flips(num_workers):
+        dataset = PatternDataset(n)
+        dataset_flipped = _TransformedPattern(dataset, FlipWithInitRng(0.5, seed=0))
+        loader = make_loader(dataset_flipped, batch_size, shuffle=False, seed=0, num_workers=num_workers,
+                             multiprocessing_context="fork" if num_workers else None, persistent_workers=False)
+        return [[bool(image[0, 0, 0] % 10) for image in b["image"]] for b in loader]
+
+    two = flips(2)
+    assert two[0] == two[1] and two[2] == two[3]  # worker 1 repeats worker 0 batch for batch
+    assert two[0] != two[2] and any(map(any, two))
+    assert flips(2) == two  # and every run (each worker gets a fresh copy) repeats the same draws
+    main = flips(0)
+    assert main[0] == two[0] and main[1] != main[0]  # one copy in the main process: no repetition
+    flip = FlipWithInitRng(1.0)
+    sample = _numpy_sample([[1, 2, 4, 5]])
+    assert flip(sample)["boxes"].tolist() == [[5, 2, 8, 5]]
+
+
+class _TransformedPattern(Dataset):
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.transform(self.dataset[i])
