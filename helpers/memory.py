@@ -124,16 +124,16 @@ def _measure_here(
     from torch.utils.data import DataLoader
 
     from .datafiles import label_list_bytes, path_list_bytes
-    from .storage import ArrayIndexDataset, BoxArray, ListIndexDataset, PathArray, synthetic_index
+    from .storage import BoxArray, IndexOnlyDataset, PathArray, synthetic_index
 
     files, labels = synthetic_index(n_entries, seed)
     if kind == "list":
         index_bytes = path_list_bytes(files) + label_list_bytes(labels)
-        dataset = ListIndexDataset(files, labels)
+        dataset = IndexOnlyDataset(files, labels)
     elif kind == "array":
         paths, boxes = PathArray(files), BoxArray(labels)
         index_bytes = paths.nbytes + boxes.nbytes
-        dataset = ArrayIndexDataset(paths, boxes)
+        dataset = IndexOnlyDataset(paths, boxes)
     else:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     del files, labels

@@ -119,32 +119,17 @@ class BoxArray:
 # --- Index-only datasets for measuring the trap (no image decoding) -----------------------------
 
 
-class ListIndexDataset(Dataset):
-    """The index kept as Python lists; ``__getitem__`` reads what a real Dataset would, returns an int.
+class IndexOnlyDataset(Dataset):
+    """An index of paths and boxes with no images behind it: ``__getitem__`` reads what a real Dataset
+    would (the path string and the image's boxes) and returns only ``len(path) + k``.
 
-    It takes the path string and converts the image's boxes to an array (which reads every float
-    object), then returns ``len(path) + k``, so a DataLoader pass measures only the index's memory.
+    Give it Python lists or a :class:`PathArray` and a :class:`BoxArray`: the items are the same, so a
+    DataLoader pass over either measures only how the index's storage behaves in the workers.
     """
 
-    def __init__(self, files: list[str], labels: list[list[list[float]]]) -> None:
-        self.files = files
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> int:
-        path = self.files[i]
-        boxes = np.asarray(self.labels[i], dtype=np.float32).reshape(-1, 4)
-        return len(path) + len(boxes)
-
-
-class ArrayIndexDataset(Dataset):
-    """The same index in a :class:`PathArray` and a :class:`BoxArray`; same items as :class:`ListIndexDataset`."""
-
-    def __init__(self, files: PathArray, labels: BoxArray) -> None:
+    def __init__(self, files: Sequence[str] | PathArray, labels: Sequence[Sequence[Sequence[float]]] | BoxArray) -> None:
         if len(files) != len(labels):
-            raise ValueError(f"ArrayIndexDataset: {len(files)} paths but {len(labels)} box lists")
+            raise ValueError(f"IndexOnlyDataset: {len(files)} paths but {len(labels)} box lists")
         self.files = files
         self.labels = labels
 
@@ -153,7 +138,7 @@ class ArrayIndexDataset(Dataset):
 
     def __getitem__(self, i: int) -> int:
         path = self.files[i]
-        boxes = self.labels[i]
+        boxes = np.asarray(self.labels[i], dtype=np.float32).reshape(-1, 4)  # reads every float object of a list
         return len(path) + len(boxes)
 
 

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from helpers.storage import (
-    ArrayIndexDataset,
     BoxArray,
-    ListIndexDataset,
+    IndexOnlyDataset,
     PathArray,
     synthetic_index,
 )
@@ -124,8 +123,8 @@ def test_synthetic_index_shape_and_determinism():
 
 def test_index_datasets_agree_and_go_through_a_dataloader():
     files, labels = synthetic_index(500, seed=4)
-    as_lists = ListIndexDataset(files, labels)
-    as_arrays = ArrayIndexDataset(PathArray(files), BoxArray(labels))
+    as_lists = IndexOnlyDataset(files, labels)
+    as_arrays = IndexOnlyDataset(PathArray(files), BoxArray(labels))
     assert len(as_lists) == len(as_arrays) == 500
     items = [as_lists[i] for i in range(500)]
     assert items == [as_arrays[i] for i in range(500)]
@@ -133,14 +132,14 @@ def test_index_datasets_agree_and_go_through_a_dataloader():
     batches = [b for b in DataLoader(as_arrays, batch_size=128, num_workers=0)]
     assert sum(int(b.sum()) for b in batches) == sum(items)
     with pytest.raises(ValueError, match="2 paths but 1 box lists"):
-        ArrayIndexDataset(PathArray(["a", "b"]), BoxArray([[]]))
+        IndexOnlyDataset(PathArray(["a", "b"]), BoxArray([[]]))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method (fast) only on Linux")
 def test_arrays_work_in_worker_processes():
     # Under spawn the dataset is pickled to each worker: the pickle round trips above cover that.
     files, labels = synthetic_index(300, seed=5)
-    ds = ArrayIndexDataset(PathArray(files), BoxArray(labels))
+    ds = IndexOnlyDataset(PathArray(files), BoxArray(labels))
     loader = DataLoader(ds, batch_size=100, num_workers=2, multiprocessing_context="fork")
     assert sum(int(b.sum()) for b in loader) == sum(len(f) + len(b) for f, b in zip(files, labels))
 
