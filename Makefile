@@ -42,8 +42,7 @@ test: $(READY)
 unit: $(READY)
 	$(PY) -m pytest -q tests
 
-nb# The committed outputs show the quick configuration, so nbval runs that one on any machine.
-test: $(READY)
+nbtest: $(READY)
 	FACES_CONFIG=quick $(PY) -m pytest -q $(NBVAL) notebooks
 
 lab: $(READY)
