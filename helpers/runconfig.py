@@ -47,7 +47,7 @@ CONFIGS: dict[str, RunConfig] = {
     # Finishes training in a few minutes on a 2-core CPU; what CI runs.
     "quick": RunConfig(
         name="quick", n_images=600, test_fraction=0.2, data_seed=1,
-        image_size=(192, 256), epochs=6, batch_size=16, lr=3e-3, num_workers=2,
+        image_size=(120, 160), epochs=16, batch_size=8, lr=5e-3, num_workers=2,
     ),
     # For a GPU runtime (Colab): more data, larger images, more epochs.
     "full": RunConfig(

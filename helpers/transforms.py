@@ -218,9 +218,9 @@ class ToTensor:
         return "ToTensor()"
 
 
-def default_pipeline(size: int | tuple[int, int]) -> v2.Compose:
-    """The pipeline the later notebooks train with: Rescale, then the mask, then tensors."""
-    return v2.Compose([Rescale(size), ConvertGroundTruth(), ToTensor()])
+def default_pipeline(size: int | tuple[int, int], keep_boxes: bool = False) -> v2.Compose:
+    """The pipeline the later notebooks train with: Rescale, then the mask (and boxes if kept), then tensors."""
+    return v2.Compose([Rescale(size), ConvertGroundTruth(keep_boxes=keep_boxes), ToTensor()])
 
 
 # ----------------------------------------------------------------------------- the same job in v2

@@ -1,0 +1,590 @@
+"""Training, evaluation, checkpoints and inference for the per-pixel face classifier (notebook 05).
+
+One code path for every device: CUDA gets mixed precision (bf16 where supported, else fp16 with a
+gradient scaler), ``channels_last`` and ``cudnn.benchmark``; a CPU runs the same loop in float32.
+Images leave the DataLoader as ``uint8`` and are converted and normalised on the device.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import BoxRecall, PixelCounts, box_recall, per_image_iou
+from .model import FaceUNet
+from .runconfig import RunConfig
+
+__all__ = [
+    "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss",
+    "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
+    "build_loaders", "build_model", "amp_settings", "evaluate", "train", "save_checkpoint",
+    "load_checkpoint", "config_from_dict", "load_model", "predict",
+]
+
+#: Per-channel mean and standard deviation used to normalise images on the device (ImageNet's
+#: statistics: a common, documented choice; the network is trained from scratch, so any fixed values
+#: that bring the inputs near zero mean and unit spread would do).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+#: The network's size. See helpers/model.py for why (receptive field vs. rescaled face size).
+MODEL_DEFAULTS: dict[str, Any] = {"base_channels": 8, "levels": 4, "max_channels": 64, "norm": "batch"}
+
+#: Keys of the per-epoch log; each holds one value per finished epoch.
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "val_dice", "val_precision",
+                "val_recall", "seconds", "val_seconds", "wait_fraction")
+
+#: The per-epoch log: key -> one float per finished epoch (a plain dict of lists, so it checkpoints).
+History = dict[str, list[float]]
+
+
+def new_history() -> History:
+    """An empty per-epoch log with every key of :data:`HISTORY_KEYS`."""
+    return {k: [] for k in HISTORY_KEYS}
+
+
+# --- batches ----------------------------------------------------------------------------------------
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """``uint8`` ``Bx3xHxW`` (on any device) -> float32 ``(x / 255 - MEAN) / STD``, computed where the batch is."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"normalise expects uint8 images (as the DataLoader yields them), got {images.dtype}")
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float().div_(255) - mean).div_(std)
+
+
+def prepare_batch(batch: Mapping[str, Any], device: str | torch.device,
+                  channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, masks)`` of a collated batch on ``device``: images float32 normalised there, masks float 0/1.
+
+    The transfer is ``non_blocking`` (it overlaps with compute when the batch is in pinned memory, as
+    ``pin_memory=True`` makes it); the ``uint8`` -> float conversion happens after the copy, so 4x fewer
+    bytes travel. ``channels_last`` stores the images NHWC, the layout convolutions prefer.
+    """
+    for key in ("image", "mask"):
+        if key not in batch:
+            raise KeyError(f"batch has no {key!r} (keys: {sorted(batch)}); compose ConvertGroundTruth and ToTensor")
+    images = normalise(batch["image"].to(device, non_blocking=True))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    masks = batch["mask"].to(device, non_blocking=True).float()
+    return images, masks
+
+
+def face_pixel_fraction(source: Iterable) -> float:
+    """The share of face pixels in the masks of a DataLoader (batches) or a Dataset (samples).
+
+    Pass the TRAINING split with the training transforms (masks at the training size). One full pass
+    over the images: every image is decoded once.
+    """
+    face = total = 0
+    is_dataset = hasattr(source, "__getitem__") and hasattr(source, "__len__") and not hasattr(source, "batch_size")
+    items = (source[i] for i in range(len(source))) if is_dataset else iter(source)
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or "mask" not in item:
+            raise KeyError(f"item {i} has no 'mask': face_pixel_fraction needs ConvertGroundTruth in the transform")
+        mask = torch.as_tensor(item["mask"])
+        face += int(mask.count_nonzero())
+        total += mask.numel()
+    if total == 0:
+        raise ValueError("face_pixel_fraction: the source yielded no pixels (is it empty?)")
+    return face / total
+
+
+def positive_weight(face_fraction: float) -> float:
+    """``pos_weight`` for ``BCEWithLogitsLoss``: the square root of the background/face pixel ratio.
+
+    The full ratio (e.g. 9 for 10% face pixels) makes a face pixel count as much as all the background
+    together: recall goes up, but so do false positives at the 0.5 threshold, and IoU suffers. No weight
+    lets the 90% background dominate and small faces are lost. The square root sits between the two
+    (3 for 10% face), and the Dice term of :class:`FaceLoss` works on the overlap directly.
+    """
+    if not 0.0 < face_fraction < 1.0:
+        raise ValueError(f"face fraction {face_fraction}: need some face and some background pixels to weigh them")
+    return math.sqrt((1.0 - face_fraction) / face_fraction)
+
+
+class FaceLoss(nn.Module):
+    """``BCEWithLogitsLoss(pos_weight)`` + ``dice_weight`` x soft Dice loss (1 - soft Dice over the batch).
+
+    BCE gives every pixel a gradient (good early in training, and calibrated probabilities); the Dice
+    term measures overlap, the quantity IoU reports, and does not care how rare face pixels are.
+    """
+
+    def __init__(self, pos_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", torch.tensor([float(pos_weight)]))
+        self.dice_weight = float(dice_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.pos_weight)
+        if self.dice_weight == 0:
+            return bce
+        p = torch.sigmoid(logits)
+        dice = (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+        return bce + self.dice_weight * (1 - dice)
+
+    def extra_repr(self) -> str:
+        return f"pos_weight={float(self.pos_weight):.3f}, dice_weight={self.dice_weight}"
+
+
+# --- data and model -----------------------------------------------------------------------------
+
+
+def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
+                  num_workers: int | None = None):
+    """``(train_loader, test_loader)`` over ``config.data_dir`` (generate it first, notebook 00 /
+    ``helpers.synth.ensure_dataset``), split by ``read_file_lists``' default (seed 0, whatever the
+    training seed, so runs with other seeds are scored on the same test images). The train
+    loader shuffles (seeded); the test loader does not. ``num_workers``: default ``config.num_workers``.
+    ``keep_test_boxes`` keeps the rescaled boxes in test batches (a list per batch) for box recall.
+    """
+    from .collate import collate_keep_boxes
+    from .datafiles import read_file_lists
+    from .dataset import FaceDataset
+    from .loader import make_loader
+    from .transforms import default_pipeline
+
+    lists = read_file_lists(config.data_dir, config.test_fraction)  # the default split (seed 0)
+    workers = config.num_workers if num_workers is None else num_workers
+    pin = torch.device(device).type == "cuda"
+    train_set = FaceDataset(lists.files_train, lists.labels_train, transform=default_pipeline(tuple(config.image_size)))
+    test_set = FaceDataset(lists.files_test, lists.labels_test,
+                           transform=default_pipeline(tuple(config.image_size), keep_boxes=keep_test_boxes))
+    train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
+                               num_workers=workers, pin_memory=pin)
+    test_loader = make_loader(test_set, config.batch_size, shuffle=False, seed=config.seed,
+                              num_workers=workers, pin_memory=pin,
+                              collate_fn=collate_keep_boxes if keep_test_boxes else None)
+    return train_loader, test_loader
+
+
+def build_model(**overrides: Any) -> FaceUNet:
+    """``FaceUNet(**MODEL_DEFAULTS)``, with ``overrides`` applied."""
+    return FaceUNet(**{**MODEL_DEFAULTS, **overrides})
+
+
+def _native_bf16() -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch without the argument
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
+def amp_settings(device: str | torch.device) -> tuple[bool, torch.dtype]:
+    """``(enabled, dtype)`` for ``torch.autocast``. On CUDA: bf16 where the GPU computes it natively
+    (Ampere and later: A100, L4, H100), which needs no loss scaling; else fp16 (e.g. Colab's T4), which
+    needs a ``GradScaler`` against gradient underflow. Elsewhere off (float32): autocast on a CPU
+    rarely speeds up convolutions, and MPS is kept in float32 for simplicity."""
+    if torch.device(device).type == "cuda":
+        return True, (torch.bfloat16 if _native_bf16() else torch.float16)
+    return False, torch.float32
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured over a whole split."""
+
+    counts: PixelCounts
+    loss: float = float("nan")
+    boxes: BoxRecall | None = None
+    #: (name, IoU) of every image, in loader order (for picking the worst)
+    per_image: list[tuple[str, float]] = field(default_factory=list)
+
+    def worst(self, k: int = 4) -> list[tuple[str, float]]:
+        """The ``k`` images with the lowest IoU."""
+        return sorted(self.per_image, key=lambda t: t[1])[:k]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: Iterable,
+             device: str | torch.device = "cpu", threshold: float = 0.5,
+             loss_fn: nn.Module | None = None, channels_last: bool = False) -> Evaluation:
+    """Face IoU/Dice/precision/recall over all pixels of ``loader``'s split, per-image IoU and, when the
+    batches carry ``'boxes'`` (``build_loaders(keep_test_boxes=True)``), per-face box recall.
+
+    ``model``: the network (run in eval mode on normalised images; probability = sigmoid(logit)), or any
+    callable taking the ``uint8`` ``Bx3xHxW`` batch and returning probabilities or a mask of
+    ``Bx1xHxW`` (e.g. ``ColourBaseline.predict``).
+    """
+    device = torch.device(device)
+    is_net = isinstance(model, nn.Module)
+    amp_on, amp_dtype = amp_settings(device)
+    was_training = is_net and model.training
+    if is_net:
+        model.eval()
+    counts, boxes, per_image = PixelCounts(), None, []
+    loss_sum, n_batches = 0.0, 0
+    try:
+        for batch in loader:
+            if is_net:
+                x, y = prepare_batch(batch, device, channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+                    logits = model(x)
+                logits = logits.float()
+                if loss_fn is not None:
+                    loss_sum += float(loss_fn(logits, y))
+                    n_batches += 1
+                pred = logits > 0  # sigmoid(logit) > 0.5
+                if threshold != 0.5:
+                    pred = torch.sigmoid(logits) > threshold
+            else:
+                y = batch["mask"].to(device)
+                out = model(batch["image"].to(device))
+                pred = out if out.dtype == torch.bool else (out > threshold if out.is_floating_point() else out != 0)
+            y = y.bool() if y.dtype != torch.bool else y
+            counts.update(pred, y)
+            per_image += list(zip(batch.get("name", [""] * len(pred)), per_image_iou(pred, y).tolist()))
+            if "boxes" in batch:
+                boxes = boxes or BoxRecall()
+                for p, b in zip(pred, batch["boxes"]):
+                    boxes = boxes + box_recall(p[0].cpu(), b)
+    finally:
+        if was_training:
+            model.train()
+    return Evaluation(counts, loss_sum / n_batches if n_batches else float("nan"), boxes, per_image)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, config: RunConfig, epoch: int, history: History,
+                    **extra: Any) -> Path:
+    """Write everything needed to resume after ``epoch`` finished epochs, as tensors and plain
+    containers only (``torch.load(weights_only=True)`` reads it back): the state_dicts of model,
+    optimizer, LR scheduler and grad scaler, the config as a dict, the epoch, the history and the RNG
+    states. ``extra`` holds more plain values (e.g. the model's constructor arguments). Written to a
+    temporary file first, then renamed, so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": 1,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "config": config.as_dict(),
+        "epoch": int(epoch),
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "rng": _rng_state(),
+        **extra,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's dict, read with ``torch.load(weights_only=True)``: no arbitrary code can run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != 1:
+        raise ValueError(f"{path}: not a checkpoint written by helpers.train.save_checkpoint")
+    return state
+
+
+def config_from_dict(d: Mapping[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` saved in a checkpoint (``config.as_dict()``) rebuilt."""
+    d = dict(d)
+    d["image_size"] = tuple(d["image_size"])
+    return RunConfig(**d)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceUNet, RunConfig]:
+    """The trained network of a checkpoint, in eval mode on ``device``, and its run config."""
+    state = load_checkpoint(path)
+    model = FaceUNet(**state.get("model_kwargs", MODEL_DEFAULTS))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config_from_dict(state["config"])
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns: the trained model (eval mode), the per-epoch history, the last
+    validation :class:`Evaluation`, the measured face-pixel fraction and the device used."""
+
+    model: FaceUNet
+    history: History
+    evaluation: Evaluation | None
+    face_fraction: float
+    device: str
+
+
+def _reseed_loader(loader: Any, seed: int) -> None:
+    """Reset the loader's shuffling (and worker base seed) so epoch ``e`` always sees the same order."""
+    sampler_gen = getattr(getattr(loader, "sampler", None), "generator", None)
+    if sampler_gen is not None:
+        sampler_gen.manual_seed(seed)
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed)
+
+
+def train(
+    config: RunConfig,
+    *,
+    loaders: tuple[Iterable, Iterable] | None = None,
+    device: str | torch.device | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    face_fraction: float | None = None,
+    dice_weight: float = 1.0,
+    weight_decay: float = 1e-4,
+    checkpoint_path: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    stop_after: int | None = None,
+    channels_last: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
+    """Train a :class:`FaceUNet` on ``config`` and return it with its history.
+
+    - ``loaders``: ``(train_loader, test_loader)``, default :func:`build_loaders` (the data set must
+      exist). The train loader's sampler is reseeded with ``config.seed + epoch`` at every epoch, so
+      the order of epoch ``e`` does not depend on how many epochs ran before (exact resumption).
+    - Device: ``device`` or ``pick_device()``. CUDA: autocast (bf16, else fp16 + GradScaler),
+      ``cudnn.benchmark``. ``channels_last`` on every device (it also speeds up CPU convolutions).
+    - Loss: :class:`FaceLoss` with ``pos_weight = positive_weight(face_fraction)``, the fraction measured
+      on the training loader unless given; AdamW, OneCycle LR (warm-up then cosine decay, per step).
+    - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
+      from one (same config; the model size, face fraction and loss weights come from the checkpoint,
+      the shuffling from the epoch number, the RNG states are restored); ``stop_after``: stop after that many epochs in total (to simulate an
+      interruption). The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars.
+    """
+    from tqdm.auto import tqdm
+
+    from .setup_env import pick_device
+
+    device = torch.device(device or pick_device())
+    state = None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, map_location=device)
+        saved = config_from_dict(state["config"])
+        if saved != config:
+            raise ValueError(f"{resume_from}: saved for config {saved}, not {config}; resume with the same config")
+        model_kwargs = state.get("model_kwargs", model_kwargs)
+        face_fraction = state.get("face_fraction", face_fraction)
+        dice_weight = state.get("dice_weight", dice_weight)
+    model_kwargs = {**MODEL_DEFAULTS, **(model_kwargs or {})}
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+    train_loader, test_loader = loaders if loaders is not None else build_loaders(config, device)
+    if face_fraction is None:
+        face_fraction = face_pixel_fraction(train_loader)
+    pos_weight = positive_weight(face_fraction)
+
+    torch.manual_seed(config.seed)
+    model = FaceUNet(**model_kwargs).to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    loss_fn = FaceLoss(pos_weight, dice_weight).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=weight_decay)
+    steps_per_epoch = len(train_loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    amp_on, amp_dtype = amp_settings(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype == torch.float16)
+    history, start = new_history(), 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, start = {k: list(v) for k, v in state["history"].items()}, state["epoch"]
+        _set_rng_state(state["rng"])
+    end = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    evaluation = None
+    if log:
+        log(f"device {device} | face pixels {face_fraction:.3f} -> pos_weight {pos_weight:.2f} | "
+            f"{steps_per_epoch} steps/epoch | amp {amp_dtype if amp_on else 'off'}"
+            + (f" | resuming after epoch {start}" if start else ""))
+    for epoch in range(start, end):
+        model.train()
+        _reseed_loader(train_loader, config.seed + epoch)
+        wait = loss_sum = 0.0
+        n = 0
+        t_start = time.perf_counter()
+        it = iter(train_loader)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            wait += time.perf_counter() - t0
+            x, y = prepare_batch(batch, device, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_value = loss.item()  # also waits for the GPU, so the timings above are honest
+            loss_sum += loss_value
+            n += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.close()
+        seconds = time.perf_counter() - t_start
+        t_val = time.perf_counter()
+        evaluation = evaluate(model, test_loader, device, loss_fn=loss_fn, channels_last=channels_last)
+        val_seconds = time.perf_counter() - t_val
+        c = evaluation.counts
+        row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(n, 1),
+               "val_loss": evaluation.loss, "val_iou": c.iou, "val_dice": c.dice, "val_precision": c.precision,
+               "val_recall": c.recall, "seconds": seconds, "val_seconds": val_seconds,
+               "wait_fraction": wait / seconds if seconds > 0 else 0.0}
+        for k in HISTORY_KEYS:
+            history[k].append(float(row[k]))
+        if log:
+            log(f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  "
+                f"Dice {c.dice:.3f}  P {c.precision:.3f}  R {c.recall:.3f}  "
+                f"{seconds:.1f}s (+{val_seconds:.1f}s val)  waiting {row['wait_fraction']:.1%}")
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, history,
+                            model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
+                            dice_weight=float(dice_weight))
+    model.eval()
+    return TrainResult(model, history, evaluation, float(face_fraction), str(device))
+
+
+# --- inference -----------------------------------------------------------------------------------
+
+
+def _read_rgb(image: Any) -> np.ndarray:
+    """``HxWx3`` uint8 RGB of a PIL image or an image file (read like the Dataset reads it: EXIF
+    orientation applied, any mode converted to RGB, errors naming the file)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    from .dataset import read_image
+
+    return np.asarray(read_image(image))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, image: str | Path | Any, image_size: tuple[int, int],
+            device: str | torch.device | None = None) -> np.ndarray:
+    """The face probability of every pixel of ``image`` (a path or a PIL image) at its ORIGINAL size,
+    ``HxW`` float32 in [0, 1].
+
+    The image is resized to ``image_size`` as in training (``Rescale``), run through the network, and
+    the logits are upsampled bilinearly back to the original size before the sigmoid.
+    """
+    from .transforms import Rescale, ToTensor
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    rgb = _read_rgb(image)
+    h, w = rgb.shape[:2]
+    sample = ToTensor()(Rescale(tuple(image_size))({"image": rgb, "boxes": np.zeros((0, 4), np.float32)}))
+    x = normalise(sample["image"].unsqueeze(0).to(device))
+    model.eval()
+    amp_on, amp_dtype = amp_settings(device)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+        logits = model(x)
+    logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+    return torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+
+
+# --- command line: the benchmark behind the numbers the notebook and README quote -------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.train [--config quick|full]``: generate the data set if needed, train, then
+    report test IoU/Dice/precision/recall/box recall of the CNN and of the colour baseline, the time and
+    the waiting fraction. Writes the checkpoint under ``outputs/checkpoints/``."""
+    import argparse
+    import json
+
+    from . import baseline
+    from .project import OUTPUTS, relative
+    from .runconfig import pick_config
+    from .setup_env import describe_device, pick_device
+    from .synth import ensure_dataset
+
+    p = argparse.ArgumentParser(prog="python -m helpers.train", description=main.__doc__.split("\n")[0])
+    p.add_argument("--config", choices=["quick", "full"], default=None, help="run size (default: from the device)")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--num-workers", type=int, default=None, help="override the config's num_workers")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    args = p.parse_args(argv)
+
+    device = pick_device()
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("num_workers", args.num_workers)) if v is not None}
+    config = pick_config(args.config, device=device, **overrides)
+    print(f"{config.name}: {config} on {describe_device(device)}")
+    ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=not args.no_progress)
+    checkpoint = OUTPUTS / "checkpoints" / f"faces-{config.name}.pt"
+    t0 = time.perf_counter()
+    result = train(config, device=device, checkpoint_path=checkpoint, progress=not args.no_progress)
+    train_seconds = time.perf_counter() - t0
+    train_loader, test_loader = build_loaders(config, device, keep_test_boxes=True)
+    cnn = evaluate(result.model, test_loader, device, channels_last=True)
+    t1 = time.perf_counter()
+    colour = baseline.fit(train_loader)
+    base = evaluate(colour.predict, test_loader, "cpu")
+    baseline_seconds = time.perf_counter() - t1
+    h = result.history
+    report = {
+        "config": config.as_dict(), "device": describe_device(device), "train_seconds": train_seconds,
+        "wait_fraction_mean": float(np.mean(h["wait_fraction"])), "wait_fraction_max": float(np.max(h["wait_fraction"])),
+        "cnn": {**cnn.counts.as_dict(), "box_recall": cnn.boxes.recall},
+        "baseline": {**base.counts.as_dict(), "box_recall": base.boxes.recall, "bins": colour.bins,
+                     "threshold": colour.threshold, "seconds": baseline_seconds},
+        "checkpoint": relative(checkpoint),
+    }
+    print(f"trained in {train_seconds:.0f}s ({len(h['epoch'])} epochs, waiting for batches "
+          f"{report['wait_fraction_mean']:.1%} on average, {report['wait_fraction_max']:.1%} at most)")
+    for name, ev in (("CNN", cnn), ("colour baseline", base)):
+        c = ev.counts
+        print(f"{name:>16}: IoU {c.iou:.3f}  Dice {c.dice:.3f}  precision {c.precision:.3f}  "
+              f"recall {c.recall:.3f}  box recall {ev.boxes.recall:.3f} ({ev.boxes.found}/{ev.boxes.total})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

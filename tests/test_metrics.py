@@ -1,0 +1,111 @@
+"""Pixel metrics and box recall on hand-made masks whose answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers.metrics import BoxRecall, PixelCounts, box_pixel_slices, box_recall, per_image_iou, pixel_counts
+
+
+def masks_4x4():
+    target = np.zeros((4, 4), np.uint8)
+    target[:2, :2] = 1  # 4 face pixels
+    pred = np.zeros((4, 4), np.uint8)
+    pred[:2, 1:3] = 1  # 4 predicted: 2 right (tp), 2 wrong (fp); 2 missed (fn)
+    return pred, target
+
+
+def test_counts_and_ratios_of_a_hand_made_case():
+    pred, target = masks_4x4()
+    c = pixel_counts(pred, target)
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 2, 2, 10)
+    assert c.iou == pytest.approx(2 / 6)
+    assert c.dice == pytest.approx(4 / 8)
+    assert c.precision == pytest.approx(0.5)
+    assert c.recall == pytest.approx(0.5)
+    assert c.as_dict() == {"iou": c.iou, "dice": c.dice, "precision": 0.5, "recall": 0.5}
+
+
+def test_probabilities_bools_and_ints_are_read_alike():
+    pred, target = masks_4x4()
+    prob = pred * 0.8 + 0.1  # 0.9 where predicted, 0.1 elsewhere
+    for p in (pred, pred.astype(bool), torch.from_numpy(prob), prob.astype(np.float32)):
+        assert pixel_counts(p, torch.from_numpy(target)) == PixelCounts(2, 2, 2, 10)
+    # the threshold is strict: p == threshold is not face
+    assert pixel_counts(np.full((2, 2), 0.5), np.ones((2, 2))).tp == 0
+    assert pixel_counts(np.full((2, 2), 0.5), np.ones((2, 2)), threshold=0.4).tp == 4
+
+
+def test_counts_are_summed_over_the_split_not_averaged_per_image():
+    a_pred, a_true = np.ones((1, 10, 10)), np.ones((1, 10, 10))  # 100 px, perfect
+    b_pred, b_true = np.zeros((1, 10, 10)), np.zeros((1, 10, 10))
+    b_true[0, 0, 0] = 1  # 1 px face, missed: per-image IoU 0
+    total = PixelCounts().update(a_pred, a_true).update(b_pred, b_true)
+    assert total.iou == pytest.approx(100 / 101)  # the mean of per-image IoUs would be 0.5
+    assert (pixel_counts(a_pred, a_true) + pixel_counts(b_pred, b_true)) == total
+    assert per_image_iou(np.concatenate([a_pred, b_pred]), np.concatenate([a_true, b_true])).tolist() == [1.0, 0.0]
+
+
+def test_zero_denominators_are_defined():
+    empty = pixel_counts(np.zeros((3, 3)), np.zeros((3, 3)))
+    assert (empty.iou, empty.dice, empty.precision, empty.recall) == (1.0, 1.0, 1.0, 1.0)
+    missed = pixel_counts(np.zeros((3, 3)), np.ones((3, 3)))
+    assert (missed.iou, missed.dice, missed.precision, missed.recall) == (0.0, 0.0, 1.0, 0.0)
+    invented = pixel_counts(np.ones((3, 3)), np.zeros((3, 3)))
+    assert (invented.iou, invented.precision, invented.recall) == (0.0, 0.0, 1.0)
+    assert per_image_iou(np.zeros((2, 1, 3, 3)), np.zeros((2, 1, 3, 3))).tolist() == [1.0, 1.0]
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        pixel_counts(np.zeros((3, 3)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        per_image_iou(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 12))
+def test_ratios_agree_with_set_definitions(seed, h, w):
+    rng = np.random.default_rng(seed)
+    pred, true = rng.random((h, w)) < 0.4, rng.random((h, w)) < 0.3
+    c = pixel_counts(pred, true)
+    inter, union = (pred & true).sum(), (pred | true).sum()
+    assert c.total == h * w
+    assert c.iou == pytest.approx(inter / union if union else 1.0)
+    assert c.dice == pytest.approx(2 * inter / (pred.sum() + true.sum()) if union else 1.0)
+    # Dice and IoU are tied: D = 2 J / (1 + J)
+    assert c.dice == pytest.approx(2 * c.iou / (1 + c.iou))
+
+
+def test_box_pixels_follow_the_pixel_centre_rule():
+    # x from 1.5 to 4.5: centres 1.5, 2.5, 3.5 are inside (cols 1..3), 4.5 is not
+    assert box_pixel_slices([1.5, 0, 4.5, 2], 10, 10) == (slice(0, 2), slice(1, 4))
+    # x from 1.6 to 4.6: centres 2.5, 3.5, 4.5 (cols 2..4)
+    assert box_pixel_slices([1.6, 0.4, 4.6, 1.4], 10, 10) == (slice(0, 1), slice(2, 5))
+    # a box smaller than a pixel between two centres covers nothing
+    rows, cols = box_pixel_slices([2.6, 2.6, 3.4, 3.4], 10, 10)
+    assert rows.stop - rows.start == 0 and cols.stop - cols.start == 0
+    # clipped to the image
+    assert box_pixel_slices([-5, -5, 50, 3], 4, 6) == (slice(0, 3), slice(0, 6))
+
+
+def test_box_recall_on_hand_made_cases():
+    pred = np.zeros((10, 10), bool)
+    pred[0:4, 0:4] = True  # face 1 fully found
+    pred[6:10, 6:8] = True  # face 2: 8 of 16 pixels -> exactly half, NOT more than half
+    pred[6:10, 0:3] = True  # face 3: 12 of 16 pixels -> found
+    boxes = [[0, 0, 4, 4], [6, 6, 10, 10], [0, 6, 4, 10], [4.6, 4.6, 5.4, 5.4]]  # last: covers no centre
+    r = box_recall(pred, boxes)
+    assert (r.found, r.total, r.empty) == (2, 4, 1)
+    assert r.recall == pytest.approx(0.5)
+    # a lower min_fraction counts the half-found face
+    assert box_recall(pred, boxes, min_fraction=0.4).found == 3
+    # probabilities and 1xHxW are accepted; no boxes means nothing to find
+    assert box_recall(torch.from_numpy(pred[None] * 0.9), torch.tensor(boxes)).found == 2
+    assert box_recall(pred, []) == BoxRecall(0, 0, 0) and BoxRecall().recall == 1.0
+    assert (box_recall(pred, boxes[:1]) + box_recall(pred, boxes[1:])) == r
+    with pytest.raises(ValueError, match="HxW"):
+        box_recall(np.zeros((2, 5, 5)), boxes)
