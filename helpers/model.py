@@ -11,9 +11,9 @@ fits inside it with context around it.
 Why this size. The cost sits at full resolution, so the first level is narrow (``base_channels=8``),
 and widths double per level up to ``max_channels=64``: about 0.32 M parameters and 0.23 G
 multiply-adds per 120x160 image (``count_parameters``; ``torch.utils.flop_counter`` for the latter).
-Measured on the synthetic scenes, twice the width (0.84 M parameters, 3.5x the compute) scored no
-better after the same number of epochs: more images and epochs helped, width did not. Small enough to
-train in under two minutes on a 2-core CPU.
+On the synthetic scenes (an earlier version of the generator), twice the width (0.84 M parameters,
+3.5x the compute) scored no better after the same number of epochs; more images and epochs helped. Small enough to
+train in about two to three minutes (16 epochs at 120x160) on a 2-core CPU.
 
 Any height and width work: the input is zero-padded at the bottom and right up to a multiple of
 ``2**levels`` and the output cropped back, so the logit map always has the input's size.
