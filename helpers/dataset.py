@@ -15,7 +15,9 @@ Conventions (the data contract):
   grayscale image with a transparent colour) is composited **over white**.
 - **Only JPEG and PNG are opened** (decided by the file's content, not its name), with Pillow's
   decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` kept: an image above it is an error.
-- ``'name'`` in a sample is the file's base name (``image_000001.jpg``), the key it has in ``bbox.json``.
+- ``'name'`` in a sample is the image's key in ``bbox.json``: its path relative to the data folder
+  (``root``), e.g. ``image_000001.jpg`` or ``0--Parade/0_Parade_marchingband_1_5.jpg``. Without a
+  ``root`` it is the file's base name.
 """
 from __future__ import annotations
 
@@ -288,17 +290,20 @@ class FaceDataset(torch.utils.data.Dataset):
 
     ``files``: image paths (a list of ``str``/``Path``, or a ``helpers.storage.PathArray``).
     ``labels``: per image its XYXY boxes (a list of lists, a ``(k, 4)`` array, or a ``BoxArray``).
-    A sample is ``{'image': HxWx3 uint8 RGB, 'boxes': (k, 4) float32, 'name': file name}``,
-    passed through ``transform`` when one is given. ``__init__`` only keeps the two sequences:
-    no file is opened until a sample is asked for.
+    A sample is ``{'image': HxWx3 uint8 RGB, 'boxes': (k, 4) float32, 'name': str}``,
+    passed through ``transform`` when one is given. ``'name'`` is the path relative to ``root`` (the
+    data folder: the bbox.json key, sub-folders included) or, without ``root``, the base name.
+    ``__init__`` only keeps the two sequences: no file is opened until a sample is asked for.
     """
 
-    def __init__(self, files: Sequence, labels: Sequence, transform: Callable | None = None) -> None:
+    def __init__(self, files: Sequence, labels: Sequence, transform: Callable | None = None,
+                 root: str | os.PathLike | None = None) -> None:
         if len(files) != len(labels):
             raise DataError(f"FaceDataset: {len(files)} files but {len(labels)} label entries")
         self.files = files
         self.labels = labels
         self.transform = transform
+        self.root = Path(os.fsdecode(root)) if root is not None else None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -313,14 +318,27 @@ class FaceDataset(torch.utils.data.Dataset):
         """The path of entry ``index``."""
         return Path(os.fsdecode(self.files[index]))
 
+    def name(self, index: int) -> str:
+        """The ``'name'`` of entry ``index``: its path relative to ``root`` (POSIX), else its base name."""
+        path = self.path(index)
+        if self.root is None:
+            return path.name
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
+
     def load(self, index: int) -> dict:
         """The untransformed sample ``index``: the image as displayed, its boxes moved with it."""
         index = self._check_index(index)
         path = self.path(index)
         try:
-            return _read_sample(path, self.labels[index])
+            sample = _read_sample(path, self.labels[index])
         except _Bad as e:
             raise e.error_type(f"index {index}, {relative(path)}: {e}") from e.__cause__
+        if self.root is not None:
+            sample["name"] = self.name(index)
+        return sample
 
     def problem(self, index: int) -> Problem | None:
         """What is wrong with entry ``index`` (decode + box check), or None when it is fine."""

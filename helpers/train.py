@@ -148,9 +148,9 @@ class FaceLoss(nn.Module):
 
 
 def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
-                  num_workers: int | None = None):
-    """``(train_loader, test_loader)`` over ``config.data_dir`` (generate it first, notebook 00 /
-    ``helpers.synth.ensure_dataset``), split by ``read_file_lists``' default (seed 0, whatever the
+                  num_workers: int | None = None, data_dir: str | Path | None = None):
+    """``(train_loader, test_loader)`` over ``data_dir`` (default ``config.data_dir``: generate it first,
+    notebook 00 / ``helpers.synth.ensure_dataset``; or a folder made by ``helpers.convert``), split by ``read_file_lists``' default (seed 0, whatever the
     training seed, so runs with other seeds are scored on the same test images). The train
     loader shuffles (seeded); the test loader does not. ``num_workers``: default ``config.num_workers``.
     ``keep_test_boxes`` keeps the rescaled boxes in test batches (a list per batch) for box recall.
@@ -161,11 +161,13 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     from .loader import make_loader
     from .transforms import default_pipeline
 
-    lists = read_file_lists(config.data_dir, config.test_fraction)  # the default split (seed 0)
+    folder = Path(data_dir) if data_dir is not None else config.data_dir
+    lists = read_file_lists(folder, config.test_fraction)  # the default split (seed 0)
     workers = config.num_workers if num_workers is None else num_workers
     pin = torch.device(device).type == "cuda"
-    train_set = FaceDataset(lists.files_train, lists.labels_train, transform=default_pipeline(tuple(config.image_size)))
-    test_set = FaceDataset(lists.files_test, lists.labels_test,
+    train_set = FaceDataset(lists.files_train, lists.labels_train, root=folder,
+                            transform=default_pipeline(tuple(config.image_size)))
+    test_set = FaceDataset(lists.files_test, lists.labels_test, root=folder,
                            transform=default_pipeline(tuple(config.image_size), keep_boxes=keep_test_boxes))
     train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
                                num_workers=workers, pin_memory=pin)
