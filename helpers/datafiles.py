@@ -237,6 +237,9 @@ def read_file_lists(data_dir: str | Path, test_fraction: float = 0.2, seed: int 
     bbox_path = data_dir / BBOX_FILE
     boxes = load_bboxes(bbox_path)
     shown = _display(bbox_path)
+    if not boxes:
+        raise DataError(f"{shown}: lists no images: the data set is empty (add images with their boxes, "
+                        "or point at another folder)")
 
     listed = {posixpath.normpath(k): k for k in boxes}
     missing = sorted(k for n, k in listed.items() if not (data_dir / n).is_file())

@@ -142,6 +142,15 @@ class SeededAugment(Dataset):
         return f"{type(self).__name__}({self.dataset!r}, {self.transform!r}, seed={self.seed})"
 
 
+#: Default ``timeout`` (seconds) of a loader with workers: the longest the main process waits for one
+#: batch before it raises ``RuntimeError: DataLoader timed out after 300 seconds``. A worker that DIES
+#: (killed by a signal, out of memory) is detected by PyTorch itself within seconds, without it; the
+#: timeout catches a worker that is alive but STUCK (a hung network file system read, a lock inherited
+#: through ``fork``), which would otherwise hang the run for ever. One batch here takes well under a
+#: second to load, and starting a worker a few seconds; 300 s is far above both on a busy machine.
+DEFAULT_TIMEOUT_S = 300.0
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -155,6 +164,7 @@ def make_loader(
     collate_fn: Callable[[list], Any] | None = None,
     multiprocessing_context: Any = None,
     prefetch_factor: int | None = None,
+    timeout: float | None = None,
 ) -> DataLoader:
     """A DataLoader whose batches (which samples, in which order) depend only on ``seed``, not on workers.
 
@@ -164,6 +174,8 @@ def make_loader(
     generator=g`` does, persistent workers would change the order from the second epoch on: a
     non-persistent loader draws a base seed from it every epoch, a persistent one only once.
     With a ``SeededAugment`` dataset, call its ``set_epoch(epoch)`` before each pass over the loader.
+    ``timeout``: seconds to wait for one batch from the workers; default :data:`DEFAULT_TIMEOUT_S` when
+    there are workers (0, i.e. none, without workers, where there is nothing to wait for).
     """
     if num_workers < 0:
         raise ValueError(f"make_loader: num_workers must be >= 0, got {num_workers}")
@@ -175,6 +187,14 @@ def make_loader(
         raise ValueError("make_loader: persistent_workers=True needs num_workers > 0")
     if num_workers == 0 and (prefetch_factor is not None or multiprocessing_context is not None):
         raise ValueError("make_loader: prefetch_factor and multiprocessing_context need num_workers > 0")
+    if hasattr(dataset, "__len__") and len(dataset) == 0:  # type: ignore[arg-type]
+        from .errors import DataError
+
+        raise DataError(f"make_loader: the data set is empty (0 items), nothing to load: {dataset!r}")
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT_S if num_workers > 0 else 0.0
+    if timeout < 0 or (timeout > 0 and num_workers == 0):
+        raise ValueError(f"make_loader: timeout must be >= 0, and 0 without workers; got {timeout}")
     if shuffle:
         sampler: torch.utils.data.Sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
@@ -192,6 +212,7 @@ def make_loader(
         persistent_workers=persistent_workers,
         multiprocessing_context=multiprocessing_context,
         prefetch_factor=prefetch_factor,
+        timeout=timeout,
     )
 
 
@@ -232,6 +253,7 @@ def batch_to_device(batch: Any, device: str | torch.device, non_blocking: bool =
 
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "FlipWithInitRng",
     "RandomHorizontalFlip",
     "SeededAugment",

@@ -27,7 +27,7 @@ from .runconfig import RunConfig
 __all__ = [
     "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss",
     "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
-    "build_loaders", "build_model", "amp_settings", "evaluate", "train", "save_checkpoint",
+    "build_loaders", "check_loaders", "build_model", "amp_settings", "evaluate", "train", "save_checkpoint",
     "load_checkpoint", "config_from_dict", "load_model", "predict",
 ]
 
@@ -177,6 +177,37 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     return train_loader, test_loader
 
 
+def check_loaders(train_loader: Iterable, test_loader: Iterable) -> None:
+    """Refuse loaders that cannot train, with a message saying why, BEFORE any work starts.
+
+    Raises :class:`helpers.errors.DataError` for an empty training or test split, and for a
+    ``batch_size`` larger than the training split with ``drop_last=True`` (no full batch: an epoch of
+    zero steps). Warns when ``batch_size`` exceeds the training split without ``drop_last`` (one short
+    batch per epoch: it trains, but probably not as meant; for the test split that is fine). Loaders without ``dataset``/``batch_size``
+    (plain iterables) are only checked for having any batch at all.
+    """
+    import warnings
+
+    from .errors import DataError
+
+    for split, loader in (("training", train_loader), ("test", test_loader)):
+        dataset = getattr(loader, "dataset", None)
+        batch_size = getattr(loader, "batch_size", None)
+        n = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+        if n == 0:
+            raise DataError(f"the {split} split is empty (0 images): add images, or change test_fraction "
+                            "so that both splits get some")
+        if split == "training" and n is not None and batch_size and batch_size > n:
+            if getattr(loader, "drop_last", False):
+                raise DataError(f"the {split} loader has batch_size={batch_size} and drop_last=True but the "
+                                f"{split} split holds only {n} image(s): no full batch, so an epoch would "
+                                "have 0 steps; lower batch_size or set drop_last=False")
+            warnings.warn(f"the {split} loader's batch_size={batch_size} exceeds the {n} image(s) of the "
+                          f"{split} split: every epoch is one batch of {n}", stacklevel=3)
+        if hasattr(loader, "__len__") and len(loader) == 0:
+            raise DataError(f"the {split} loader yields no batch; check its data set and batch_size")
+
+
 def build_model(**overrides: Any) -> FaceUNet:
     """``FaceUNet(**MODEL_DEFAULTS)``, with ``overrides`` applied."""
     return FaceUNet(**{**MODEL_DEFAULTS, **overrides})
@@ -308,8 +339,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         **extra,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
+        os.replace(tmp, path)  # atomic: `path` is the old checkpoint or the new one, never half of one
+    except BaseException:  # KeyboardInterrupt included: drop the partial file, keep the last good one
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -410,6 +448,7 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     train_loader, test_loader = loaders if loaders is not None else build_loaders(config, device)
+    check_loaders(train_loader, test_loader)
     if face_fraction is None:
         face_fraction = face_pixel_fraction(train_loader)
     pos_weight = positive_weight(face_fraction)
