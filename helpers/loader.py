@@ -148,7 +148,7 @@ class SeededAugment(Dataset):
 #: timeout catches a worker that is alive but STUCK (a hung network file system read, a lock inherited
 #: through ``fork``), which would otherwise hang the run for ever. One batch here takes well under a
 #: second to load, and starting a worker a few seconds; 300 s is far above both on a busy machine.
-DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S = 300
 
 
 def make_loader(
@@ -192,7 +192,7 @@ def make_loader(
 
         raise DataError(f"make_loader: the data set is empty (0 items), nothing to load: {dataset!r}")
     if timeout is None:
-        timeout = DEFAULT_TIMEOUT_S if num_workers > 0 else 0.0
+        timeout = DEFAULT_TIMEOUT_S if num_workers > 0 else 0
     if timeout < 0 or (timeout > 0 and num_workers == 0):
         raise ValueError(f"make_loader: timeout must be >= 0, and 0 without workers; got {timeout}")
     if shuffle:
