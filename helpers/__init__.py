@@ -6,6 +6,7 @@
 - ``errors``      the exception types that name the bad file and entry
 - ``synth``       the synthetic face-scene generator (``python -m helpers.synth``)
 - ``datafiles``   reading and validating ``bbox.json``; the train/test file lists
+- ``convert``     WIDER FACE / COCO annotations to a data folder (``python -m helpers.convert``)
 - ``storage``     paths and boxes kept in NumPy arrays, safe to share with workers
 - ``dataset``     ``FaceDataset``: lazy image reading, dict samples
 - ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``

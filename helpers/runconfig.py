@@ -3,6 +3,11 @@
 The size is picked from the device (CUDA -> full, otherwise quick) and can be forced with the
 environment variable ``FACES_CONFIG=quick|full`` (or by passing ``name`` to :func:`pick_config`).
 Notebook 00 generates the data set that the chosen size asks for; notebook 05 trains on it.
+
+Your own data: ``FACES_DATA=path/to/folder`` (a folder with ``bbox.json``, e.g. written by
+``python -m helpers.convert``) makes :func:`pick_config` return a config whose ``data_dir`` is that
+folder; ``helpers.synth.ensure_dataset`` never generates into a folder that holds a ``bbox.json`` it
+did not write.
 """
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from pathlib import Path
 from .project import OUTPUTS
 
 ENV_VAR = "FACES_CONFIG"
+#: The environment variable naming a data folder of your own (relative to the repository root, where
+#: the notebooks run, or absolute).
+DATA_ENV_VAR = "FACES_DATA"
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,15 @@ class RunConfig:
     lr: float
     num_workers: int
     seed: int = 0
+    #: a data folder of your own (``$FACES_DATA``); None: the generated synthetic data set
+    data_folder: str | None = None
 
     @property
     def data_dir(self) -> Path:
-        """Where this run's generated data set lives (under the ignored ``outputs/``)."""
+        """Where this run's data lives: ``data_folder`` when set, else the generated data set (under
+        the ignored ``outputs/``)."""
+        if self.data_folder is not None:
+            return Path(self.data_folder)
         return OUTPUTS / "data" / f"faces-{self.name}-{self.n_images}-seed{self.data_seed}"
 
     def as_dict(self) -> dict:
@@ -58,7 +71,10 @@ CONFIGS: dict[str, RunConfig] = {
 
 
 def pick_config(name: str | None = None, device: str | None = None, **overrides) -> RunConfig:
-    """The run size: ``name`` if given, else ``$FACES_CONFIG``, else ``full`` on CUDA and ``quick`` elsewhere."""
+    """The run size: ``name`` if given, else ``$FACES_CONFIG``, else ``full`` on CUDA and ``quick`` elsewhere.
+
+    ``$FACES_DATA``, when set and not overridden by ``data_folder=``, becomes ``data_folder``: the
+    folder must hold a ``bbox.json``."""
     name = name or os.environ.get(ENV_VAR, "").strip().lower() or None
     if name is None:
         if device is None:
@@ -68,4 +84,10 @@ def pick_config(name: str | None = None, device: str | None = None, **overrides)
         name = "full" if str(device).startswith("cuda") else "quick"
     if name not in CONFIGS:
         raise ValueError(f"{ENV_VAR}={name!r}: expected one of {sorted(CONFIGS)}")
+    folder = os.environ.get(DATA_ENV_VAR, "").strip()
+    if folder and "data_folder" not in overrides:
+        if not (Path(folder) / "bbox.json").is_file():
+            raise ValueError(f"{DATA_ENV_VAR}={folder!r}: no bbox.json in that folder (relative paths are "
+                             f"taken from {Path.cwd()}); convert your annotations with python -m helpers.convert")
+        overrides["data_folder"] = folder
     return replace(CONFIGS[name], **overrides)

@@ -706,9 +706,15 @@ def dataset_is_current(out_dir: str | Path, n: int, seed: int = 0, size: tuple[i
 def ensure_dataset(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
                    workers: int | None = None, progress: bool = True, quality: int = DEFAULT_QUALITY) -> Path:
     """The path of ``out_dir/bbox.json``, generating the data set only if it is missing, incomplete or
-    was made with other parameters (or another :data:`GENERATOR_VERSION`)."""
+    was made with other parameters (or another :data:`GENERATOR_VERSION`).
+
+    A folder holding a ``bbox.json`` but no ``synth.json`` was not written by this generator (which
+    writes ``synth.json`` before ``bbox.json``): it is someone's own data (``$FACES_DATA``,
+    ``helpers.convert``) and is returned as it is, never overwritten."""
     n = _check_int("n", n, 0, MAX_IMAGES)
     size = _check_size(size)
+    if (Path(out_dir) / BBOX_FILE).is_file() and not (Path(out_dir) / META_FILE).exists():
+        return Path(out_dir) / BBOX_FILE
     if dataset_is_current(out_dir, n, seed, size, quality):
         return Path(out_dir) / BBOX_FILE
     return generate(out_dir, n, seed=seed, size=size, workers=workers, progress=progress, quality=quality)

@@ -294,3 +294,27 @@ def test_converted_folder_trains_one_epoch(tmp_path):
                    progress=False, log=None, checkpoint_path=tmp_path / "ck.pt")
     assert len(result.history["epoch"]) == 1 and np.isfinite(result.history["train_loss"][0])
     assert {n for n, _ in result.evaluation.per_image} == set(names)
+
+
+def test_faces_data_points_the_run_config_at_a_converted_folder(wider, tmp_path, monkeypatch):
+    from helpers import synth
+    from helpers.runconfig import DATA_ENV_VAR, pick_config
+    from helpers.train import config_from_dict
+
+    annot, images = wider
+    out = tmp_path / "mine"
+    convert_wider(annot, images, out)
+    before = (out / "bbox.json").read_text()
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    assert pick_config("quick").data_dir.name.startswith("faces-quick-")  # unset: the generated data
+    monkeypatch.setenv(DATA_ENV_VAR, str(out))
+    config = pick_config("quick")
+    assert config.data_dir == out and config.data_folder == str(out)
+    assert config_from_dict(config.as_dict()) == config  # a checkpoint records which data it trained on
+    # notebook 00/05's call never generates into (or overwrites) a folder it did not write
+    assert synth.ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=False) \
+        == out / "bbox.json"
+    assert (out / "bbox.json").read_text() == before and not (out / "synth.json").exists()
+    monkeypatch.setenv(DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"FACES_DATA='.*nowhere': no bbox.json in that folder"):
+        pick_config("quick")
