@@ -231,7 +231,7 @@ def read_wider(annot_txt: str | Path) -> tuple[list[tuple[str, int, list[tuple[i
     annot_txt = Path(annot_txt)
     shown = _display(annot_txt)
     try:
-        raw = annot_txt.read_text(encoding="utf-8")
+        raw = annot_txt.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a name
     except FileNotFoundError:
         raise ConversionError(f"{shown}: file not found") from None
     except UnicodeDecodeError as e:
@@ -362,7 +362,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
 
     ``bbox`` ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``. Every image entry is kept (``[]`` when
     it has no annotation of ``category``); its ``width``/``height`` must match the stored file.
-    Errors name the file and the image or annotation id.
+    ``width``/``height`` may be absent. Errors name the file and the image or annotation id.
     """
     if crowd not in ("skip", "keep", "error"):
         raise ValueError(f"crowd must be 'skip', 'keep' or 'error', got {crowd!r}")
@@ -388,14 +388,16 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
         raise ConversionError(f"{shown}: {why} named {category!r} (categories: {names}); choose one with --category")
     category_id = wanted[0].get("id")
 
-    images: dict[Any, tuple[str, int, int, int]] = {}  # id -> (name, index, width, height)
+    images: dict[Any, tuple[str, int, int | None, int | None]] = {}  # id -> (name, index, width, height)
     by_name: dict[str, Any] = {}
     for k, im in enumerate(_get(data, "images", list, shown)):
         where = f"{shown}: images[{k}]"
         image_id = _get(im, "id", (int, str), where)
         where = f"{shown}: image id {image_id!r}"
         name = _check_name(_get(im, "file_name", str, where), where)
-        width, height = _get(im, "width", int, where), _get(im, "height", int, where)
+        # width/height are optional in COCO-like files; when given they must match the stored image
+        width = _get(im, "width", int, where) if "width" in im else None
+        height = _get(im, "height", int, where) if "height" in im else None
         if image_id in images:
             raise ConversionError(f"{shown}: image id {image_id!r} appears twice (images[{images[image_id][1]}] "
                                   f"and images[{k}])")
@@ -410,7 +412,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
     for image_id, (name, _, width, height) in images.items():
         where = f"{shown}: image id {image_id!r}"
         stored = _image_size(images_dir / name, where)
-        if stored != (width, height):
+        if (width, height) != (None, None) and stored != (width, height):
             raise ConversionError(
                 f"{where}: {name!r} is {stored[0]}x{stored[1]} as stored but the JSON says {width}x{height}; "
                 "boxes must refer to the stored pixels (an EXIF-rotated photo? a resized copy?)")

@@ -318,3 +318,15 @@ def test_faces_data_points_the_run_config_at_a_converted_folder(wider, tmp_path,
     monkeypatch.setenv(DATA_ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match=r"FACES_DATA='.*nowhere': no bbox.json in that folder"):
         pick_config("quick")
+
+
+def test_wider_file_from_windows_and_coco_without_sizes(tmp_path):
+    """A byte-order mark and CRLF line ends (a file saved on Windows) are read; COCO width/height may be absent."""
+    jpeg(tmp_path / "imgs" / "sub" / "a.jpg")
+    (tmp_path / "gt.txt").write_bytes("\ufeffsub/a.jpg\r\n1\r\n1 2 3 4 0 0 0 0 0 0\r\n".encode("utf-8"))
+    assert load_bboxes(convert_wider(tmp_path / "gt.txt", tmp_path / "imgs", tmp_path / "o1").out_dir / "bbox.json") \
+        == {"sub/a.jpg": [[1, 2, 4, 6]]}
+    coco = {"images": [{"id": 1, "file_name": "sub/a.jpg"}], "categories": [{"id": 1, "name": "face"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    assert convert_coco(tmp_path / "c.json", tmp_path / "imgs", tmp_path / "o2").faces == 1

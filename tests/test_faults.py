@@ -5,6 +5,7 @@ that a regression shows as a failure, never as a hung test run."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,7 @@ def _run_shm(args: list[str], small_shm: bool) -> subprocess.CompletedProcess:
     if small_shm:
         # A private mount namespace (as an unprivileged user namespace) with a 1 MiB /dev/shm: the
         # container situation (Docker's default is 64 MiB), scaled down. Nothing outside changes.
-        inner = " ".join(f"'{c}'" for c in cmd)
+        inner = shlex.join(cmd)
         cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
                f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {inner}"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
