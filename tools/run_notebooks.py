@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -71,9 +71,9 @@ def execute(path: Path, out_path: Path, timeout: int) -> tuple[float, list[str],
     os.environ[PROGRESS_ENV] = "0"  # the kernel inherits it: one line per epoch, no bar frames
     with tempfile.TemporaryDirectory(prefix="kernel-") as tmp:
         # IPC sockets in a private folder instead of TCP on localhost (no "TCP without encryption").
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(tmp, "kernel"))
-        client = NotebookClient(nb, km=km, timeout=timeout or None, record_timing=False,
-                                resources={"metadata": {"path": str(NOTEBOOKS)}})
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+        client = NotebookClient(nb, kernel_name="python3", timeout=timeout or None, record_timing=False,
+                                config=ipc, resources={"metadata": {"path": str(NOTEBOOKS)}})
         start = time.perf_counter()
         error = None
         try:
