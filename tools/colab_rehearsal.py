@@ -107,12 +107,13 @@ def kernel_env(tmp: Path) -> dict[str, str]:
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (ipykernel)", "language": "python"}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON", "PYTHONPATH"))}
-    env.update(HOME=str(home), IPYTHONDIR=str(ipython), FACES_PROGRESS="0",
-               GIT_CONFIG_NOSYSTEM="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(HOME=str(home), IPYTHONDIR=str(ipython), FACES_PROGRESS="0", GIT_CONFIG_NOSYSTEM="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
     return env
 
 
-def rehearse(path: Path, tmp: Path, setup_only: bool, timeout: int, out_dir: Path | None) -> tuple[float, str | None]:
+def rehearse(path: Path, tmp: Path, setup_only: bool, timeout: int,
+             out_dir: Path | None) -> tuple[float, str | None]:
     nb = nbformat.read(path, as_version=4)
     problem = badge_problem(nb, path.name)
     setup = [c for c in nb.cells if c.get("metadata", {}).get("nbskeleton") == "setup"]
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             seconds, problem = rehearse(path, tmp, args.setup_only, args.timeout, args.out)
             failures += problem is not None
-            print(f"  {path.name:<36} {'FAILED: ' + problem if problem else 'ok'} ({seconds:.0f} s)", flush=True)
+            status = f"FAILED: {problem}" if problem else "ok"
+            print(f"  {path.name:<36} {status} ({seconds:.0f} s)", flush=True)
     print(f"Colab rehearsal: {len(paths) - failures} of {len(paths)} notebooks without a problem")
     return 1 if failures else 0
 

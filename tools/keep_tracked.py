@@ -38,8 +38,8 @@ def main(argv: list[str]) -> int:
     rc = subprocess.run(argv).returncode
     after = tracked_state()
     if rc == 0 and before is not None and after != before:
-        print("this command changed files that git tracks (it must not):", *changed_files(before[0], after[0]),
-              sep="\n  ")
+        changed = changed_files(before[0], after[0])
+        print("this command changed files that git tracks (it must not):", *changed, sep="\n  ")
         return 1
     return rc
 
