@@ -67,7 +67,7 @@ def test_the_quoted_data_messages_are_the_printed_ones(folder):
 def test_the_quoted_setup_and_loader_messages_are_the_printed_ones():
     old = message(Path("/nonexistent"), lambda: check_versions({"torchvision": "99.0"}))
     import torchvision
-    old = old.replace(torchvision.__version__, "0.16.0").replace("99.0", "0.18")
+    old = old.replace(torchvision.__version__, "0.21.0").replace("99.0", "0.24")
     assert old in DOC
     assert f"RuntimeError: DataLoader timed out after {DEFAULT_TIMEOUT_S} seconds" in DOC
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
