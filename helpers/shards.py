@@ -225,6 +225,15 @@ def samples_per_rank(counts: Sequence[int], world_size: int, num_workers: int, s
             for r in range(world_size)]
 
 
+def batches_per_rank(counts: Sequence[int], world_size: int, num_workers: int, batch_size: int, seed: int = 0,
+                     epoch: int = 0, shuffle: bool = True) -> list[int]:
+    """How many batches each rank's DataLoader yields in ``epoch`` (each worker batches its own shards,
+    so each worker's last batch may be short). A DDP loop takes ``min()`` of these steps on every rank."""
+    order = epoch_shard_order(range(len(counts)), seed, epoch, shuffle)
+    return [sum(-(-sum(counts[i] for i in assign_shards(order, r, world_size, w, num_workers)) // batch_size)
+                for w in range(num_workers)) for r in range(world_size)]
+
+
 # ----------------------------------------------------------------------------- reading
 
 
