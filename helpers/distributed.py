@@ -126,6 +126,9 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         steps_per_epoch = min(min(batches_per_rank(counts, world, workers, args.batch_size, args.seed, e))
                               for e in range(args.epochs))
         source = f"{n_train} train images in {len(counts)} shards, {steps_per_epoch} steps on every rank"
+        if steps_per_epoch == 0:
+            raise ValueError(f"{relative(args.shards)}: {len(counts)} shards leave a rank without data; write at "
+                             f"least {world} x {workers} (processes x workers) shards")
     total_steps = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
     epochs = math.ceil(total_steps / steps_per_epoch)
     config = RunConfig(name="distributed", n_images=len(lists.files_train) + len(lists.files_test),
@@ -194,7 +197,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         for k in history:
             history[k].append(float(row[k]))
         say(f"epoch {epoch + 1}/{epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  Dice {c.dice:.3f}  "
-            f"({int(batches)} steps over {world} processes, {c.total} test pixels)")
+            f"({n} steps x {world} processes, {c.total} test pixels)")
         if rank == 0:
             save_checkpoint(args.checkpoint, model, optimizer, scheduler, scaler, config, epoch + 1, history,
                             model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),

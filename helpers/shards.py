@@ -189,16 +189,18 @@ def shard_paths(shard_dir: str | os.PathLike) -> list[str]:
 
 
 def assign_shards(shards: Sequence[Any], rank: int, world_size: int, worker: int, num_workers: int) -> list[Any]:
-    """The shards (rank, worker) reads: every ``rank * num_workers + worker``-th of ``ranks x workers``.
+    """The shards (rank, worker) reads: first every ``world_size``-th shard from ``rank`` on (the rank's
+    share), then every ``num_workers``-th of those from ``worker`` on, as webdataset's ``split_by_node``
+    and ``split_by_worker`` cut them.
 
-    Every shard goes to exactly one pair, so one epoch reads every sample exactly once in total.
-    Nothing is padded: with fewer shards than pairs some workers get none, and with uneven shards
-    (or a count that does not divide) the pairs get different sample counts.
+    Every shard goes to exactly one pair, so one epoch reads every sample exactly once in total, and
+    the ranks' shard counts differ by one at most. Nothing is padded: with fewer shards than pairs some
+    workers get none, and with uneven shards (or a count that does not divide) the pairs, and the
+    ranks, get different sample counts.
     """
     if not (0 <= rank < world_size and 0 <= worker < num_workers):
         raise ValueError(f"assign_shards: rank {rank} of {world_size}, worker {worker} of {num_workers}")
-    slot = rank * num_workers + worker
-    return list(shards[slot::world_size * num_workers])
+    return list(shards[rank::world_size][worker::num_workers])
 
 
 def _dist_rank_world() -> tuple[int, int]:

@@ -155,7 +155,7 @@ def test_assign_shards_partitions_the_list():
     shards = list(range(10))
     parts = [assign_shards(shards, r, RANKS, w, WORKERS) for r in range(RANKS) for w in range(WORKERS)]
     assert sorted(sum(parts, [])) == shards
-    assert parts[0] == [0, 4, 8] and parts[3] == [3, 7]
+    assert parts == [[0, 4, 8], [2, 6], [1, 5, 9], [3, 7]]  # (rank 0, worker 0), (0, 1), (1, 0), (1, 1)
     with pytest.raises(ValueError):
         assign_shards(shards, 2, RANKS, 0, WORKERS)
 
