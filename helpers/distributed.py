@@ -22,6 +22,7 @@ rank 0 prints and writes the checkpoint, in :func:`helpers.train.save_checkpoint
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import signal
@@ -169,12 +170,14 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
             loader.dataset.set_epoch(epoch)
         ddp.train()
         loss_sum, n, wait = 0.0, 0, 0.0
+        names: list[str] = []
         t_start = time.perf_counter()
         it = iter(loader)
         while n < steps_per_epoch and step < total_steps:
             t0 = time.perf_counter()
             batch = next(it)
             wait += time.perf_counter() - t0
+            names += list(batch["name"])
             loss = train_step(ddp, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last=True)
             loss_sum, n, step = loss_sum + loss, n + 1, step + 1
             if args.log_every and step % args.log_every == 0:
@@ -198,6 +201,9 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
             history[k].append(float(row[k]))
         say(f"epoch {epoch + 1}/{epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  Dice {c.dice:.3f}  "
             f"({n} steps x {world} processes, {c.total} test pixels)")
+        seen = seen_report(names, n_train)
+        say(f"  trained on {seen['distinct']} of {n_train} images, {seen['repeats']} repeated, "
+            f"{seen['not_seen']} not seen this epoch")
         if rank == 0:
             save_checkpoint(args.checkpoint, model, optimizer, scheduler, scaler, config, epoch + 1, history,
                             model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
@@ -205,6 +211,16 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     dist.barrier()  # the checkpoint exists before any process returns
     say(f"checkpoint {relative(args.checkpoint)} (written by rank 0)")
     return {"history": history, "steps": step}
+
+
+def seen_report(names: Sequence[str], n_total: int) -> dict[str, int]:
+    """Gather the sample names every process trained on this epoch and count them (the same result
+    on every rank): ``distinct``, ``repeats`` (padding) and ``not_seen`` (``drop_last``, shard tails)."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(names))
+    counts = collections.Counter(name for part in gathered for name in part)
+    return {"distinct": len(counts), "repeats": sum(counts.values()) - len(counts),
+            "not_seen": n_total - len(counts)}
 
 
 def _device() -> torch.device:

@@ -6,6 +6,8 @@ killed after a timeout). Also: ``train_step``/``build_optimizer`` train exactly 
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -28,6 +30,12 @@ def _args(checkpoint, *extra) -> list[str]:
             "--image-size", "48", "64", "--lr", "1e-2", "--seed", "7", *TINY, *extra]
 
 
+def _seen(out: str) -> list[tuple[int, int, int, int]]:
+    """(distinct, total, repeated, not seen) of every epoch, from rank 0's log."""
+    found = re.findall(r"trained on (\d+) of (\d+) images, (\d+) repeated, (\d+) not seen", out)
+    return [tuple(map(int, f)) for f in found]
+
+
 def _launch(args) -> str:
     result = run_torchrun(args, nproc=2, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-4000:]
@@ -37,7 +45,7 @@ def _launch(args) -> str:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("ddp") / "a.pt"
-    return checkpoint, _launch(_args(checkpoint))
+    return checkpoint, _launch(_args(checkpoint, "--num-workers", "2"))
 
 
 def test_two_processes_train_and_the_loss_decreases(first_run):
@@ -47,6 +55,13 @@ def test_two_processes_train_and_the_loss_decreases(first_run):
     assert history["epoch"] == [1.0, 2.0, 3.0]
     assert history["train_loss"][-1] < history["train_loss"][0], history["train_loss"]
     assert out.count("epoch ") == 3 and "written by rank 0" in out  # rank 0 alone prints
+
+
+def test_2_processes_x_2_workers_see_every_image_once_apart_from_padding(first_run):
+    _, out = first_run
+    n_train = len(read_file_lists(DATA_SAMPLE, 0.2).files_train)
+    padding = -n_train % 2
+    assert _seen(out) == [(n_train, n_train, padding, 0)] * 3, out
 
 
 def test_the_checkpoint_loads_with_the_single_process_code(first_run):
@@ -62,7 +77,7 @@ def test_the_checkpoint_loads_with_the_single_process_code(first_run):
 
 def test_the_same_seed_gives_the_same_weights(first_run, tmp_path):
     checkpoint, _ = first_run
-    _launch(_args(tmp_path / "b.pt"))
+    _launch(_args(tmp_path / "b.pt", "--num-workers", "2"))  # the same command again
     a, b = load_checkpoint(checkpoint)["model"], load_checkpoint(tmp_path / "b.pt")["model"]
     assert a.keys() == b.keys()
     for k in a:
@@ -75,8 +90,12 @@ def test_training_from_uneven_shards(tmp_path):
     lists = read_file_lists(DATA_SAMPLE, 0.2)
     names = [p.rsplit("/", 1)[-1] for p in lists.files_train]
     write_shards(DATA_SAMPLE, tmp_path / "shards", max_count=9, progress=False, names=names)  # 50 -> 5 x 9 + 5
-    out = _launch(_args(tmp_path / "s.pt", "--shards", str(tmp_path / "shards"), "--epochs", "2"))
+    out = _launch(_args(tmp_path / "s.pt", "--shards", str(tmp_path / "shards"), "--epochs", "2",
+                        "--num-workers", "2"))
     assert "in 6 shards" in out
+    seen = _seen(out)
+    assert len(seen) == 2 and all(total == 50 and repeats == 0 and distinct + not_seen == 50
+                                  for distinct, total, repeats, not_seen in seen), out
     assert load_checkpoint(tmp_path / "s.pt")["epoch"] == 2
 
 
