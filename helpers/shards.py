@@ -390,14 +390,15 @@ def _drop_cache(paths: Sequence[Path]) -> bool:
 
 
 def compare_throughput(data_dir: str | os.PathLike, shard_dir: str | os.PathLike, rounds: int = 3,
-                       cold: bool = False) -> dict[str, Any]:
+                       cold: bool = False, decode: bool = True) -> dict[str, Any]:
     """Images/s of reading and decoding every image, folder (``FaceDataset``) versus shards
     (``ShardDataset``), one process, no transform, measured alternately ``rounds`` times; medians.
 
     Warm (``cold=False``): the files are in the page cache after a first untimed pass. Cold: before
     every timed pass the files are dropped from it with ``posix_fadvise(DONTNEED)`` (Linux; the kernel
-    may keep pages another process maps). Returns ``{'folder': img/s, 'shards': img/s, 'ratio',
-    'n_images', 'rounds', 'cold', 'folder_runs', 'shard_runs'}``.
+    may keep pages another process maps). ``decode=False`` only reads the bytes (one file per image
+    versus the shards' raw samples), which isolates what the storage costs. Returns ``{'folder':
+    img/s, 'shards': img/s, 'ratio', 'n_images', 'rounds', 'cold', 'decode', 'folder_runs', 'shard_runs'}``.
     """
     from .dataset import FaceDataset
 
@@ -410,9 +411,13 @@ def compare_throughput(data_dir: str | os.PathLike, shard_dir: str | os.PathLike
     shard_files = [Path(s) for s in shards.shards]
 
     def run_folder() -> int:
+        if not decode:
+            return sum(1 for f in image_files if f.read_bytes())
         return sum(1 for i in range(len(folder)) if folder.load(i) is not None)
 
     def run_shards() -> int:
+        if not decode:
+            return sum(1 for _ in shards.raw_samples(shards.shards))
         return sum(1 for _ in shards)
 
     runs: dict[str, list[float]] = {"folder": [], "shards": []}
@@ -429,7 +434,7 @@ def compare_throughput(data_dir: str | os.PathLike, shard_dir: str | os.PathLike
         raise DataError(f"compare_throughput: the shards hold {n} images, the folder {len(names)}")
     f, s = statistics.median(runs["folder"]), statistics.median(runs["shards"])
     return {"folder": f, "shards": s, "ratio": s / f, "n_images": len(names), "rounds": max(1, rounds),
-            "cold": cold, "folder_runs": runs["folder"], "shard_runs": runs["shards"]}
+            "cold": cold, "decode": decode, "folder_runs": runs["folder"], "shard_runs": runs["shards"]}
 
 
 # ----------------------------------------------------------------------------- command line
@@ -450,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("shard_dir", type=Path)
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--cold", action="store_true", help="drop the files from the page cache before each pass")
+    b.add_argument("--no-decode", action="store_true", help="only read the bytes (what the storage costs)")
     args = p.parse_args(argv)
     if args.command == "write":
         max_count = args.max_count if args.max_count is not None or args.max_bytes is not None else DEFAULT_MAX_COUNT
@@ -462,8 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {index['n_samples']} samples into {len(paths)} shards in {relative(args.out_dir)} "
               f"({paths[0].name} ... {paths[-1].name})" if paths else "wrote no shards (no images)")
         return 0
-    r = compare_throughput(args.data_dir, args.shard_dir, rounds=args.rounds, cold=args.cold)
-    print(f"{r['n_images']} images, {'cold' if r['cold'] else 'warm'} page cache, median of {r['rounds']}: "
+    r = compare_throughput(args.data_dir, args.shard_dir, rounds=args.rounds, cold=args.cold,
+                           decode=not args.no_decode)
+    print(f"{r['n_images']} images, {'decoded' if r['decode'] else 'bytes only'}, "
+          f"{'cold' if r['cold'] else 'warm'} page cache, median of {r['rounds']}: "
           f"folder {r['folder']:.0f} img/s, shards {r['shards']:.0f} img/s (x{r['ratio']:.2f})")
     return 0
 

@@ -217,3 +217,11 @@ def test_distributed_sampler_exactly_once_apart_from_padding():
     seen = collections.Counter(sum(dropped, []))
     assert [len(r) for r in dropped] == [n // RANKS] * RANKS and set(seen.values()) == {1}
     assert len(seen) == n - 1, "drop_last leaves one sample out of this epoch instead"
+
+
+def test_compare_throughput_reports_both_paths(shard_dir):
+    from helpers.shards import compare_throughput
+
+    for cold in (False, True):
+        r = compare_throughput(DATA_SAMPLE, shard_dir, rounds=1, cold=cold, decode=False)
+        assert r["n_images"] == 64 and r["folder"] > 0 and r["shards"] > 0 and r["cold"] is cold
