@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--base-channels", type=int, default=None, help="model size (default helpers.train's)")
     p.add_argument("--levels", type=int, default=None, help="model depth (default helpers.train's)")
+    p.add_argument("--face-fraction", type=float, default=None,
+                   help="share of face pixels, for the loss weight (default: measured in one pass over the data)")
     p.add_argument("--log-every", type=int, default=0, help="print rank 0's loss every N steps (0: per epoch only)")
     return p
 
@@ -145,10 +147,13 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         loader.sampler.set_epoch(0)
     else:
         loader.dataset.set_epoch(0)
-    frac_here = face_pixel_fraction(loader)  # one pass over this rank's part; all images have one size
-    n_here = len(loader.sampler) if args.shards is None else samples_per_rank(counts, world, workers, args.seed)[rank]
-    face_sum, n_sum = all_reduce_sum([frac_here * n_here, n_here], device)
-    face_fraction = face_sum / n_sum
+    if args.face_fraction is None:
+        frac_here = face_pixel_fraction(loader)  # one pass over this rank's part; all images have one size
+        n_here = len(loader.sampler) if args.shards is None else samples_per_rank(counts, world, workers, args.seed)[rank]
+        face_sum, n_sum = all_reduce_sum([frac_here * n_here, n_here], device)
+        face_fraction = face_sum / n_sum
+    else:
+        face_fraction = args.face_fraction
 
     model_kwargs = {**MODEL_DEFAULTS, **{k: v for k, v in (("base_channels", args.base_channels),
                                                           ("levels", args.levels)) if v is not None}}

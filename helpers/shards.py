@@ -146,6 +146,9 @@ def write_shards(
         try:
             image = path.read_bytes()
         except OSError as e:
+            if tar is not None:  # leave no half-written shard behind
+                tar.close()
+                tmp.unlink(missing_ok=True)
             raise DataError(f"write_shards: cannot read {relative(path)} ({e.strerror or e})") from e
         meta = json.dumps({"name": name, "boxes": boxes[name]}, separators=(",", ":")).encode("utf-8")
         size = _member_bytes(len(image)) + _member_bytes(len(meta))
@@ -204,9 +207,11 @@ def assign_shards(shards: Sequence[Any], rank: int, world_size: int, worker: int
 
 
 def _dist_rank_world() -> tuple[int, int]:
+    """This process's (rank, world size): from the process group, else from torchrun's ``RANK`` and
+    ``WORLD_SIZE``, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def epoch_shard_order(shards: Sequence[Any], seed: int, epoch: int, shuffle: bool = True) -> list[Any]:
@@ -270,7 +275,9 @@ class ShardDataset(IterableDataset):
     Each (rank, worker) pair reads its own shards (:func:`assign_shards`) in an order fixed by
     ``(seed, epoch)``; within a pair, ``shuffle_buffer > 0`` mixes samples from a buffer of that many
     (seeded by seed, epoch, rank, worker). Call ``set_epoch(epoch)`` before each pass, as with
-    ``DistributedSampler``. ``rank``/``world_size`` default to the process group's (or 0 and 1).
+    ``DistributedSampler``. ``rank``/``world_size`` default to the process group's, read when the
+    dataset is made (so workers started with ``spawn``, which do not inherit the group, agree), else
+    to torchrun's ``RANK``/``WORLD_SIZE``, else 0 and 1.
     """
 
     def __init__(self, shards: Sequence[str | os.PathLike], transform: Callable | None = None, *,
@@ -283,7 +290,11 @@ class ShardDataset(IterableDataset):
         self.shuffle = shuffle
         self.shuffle_buffer = int(shuffle_buffer)
         self.seed = int(seed)
-        self.rank, self.world_size = rank, world_size
+        default_rank, default_world = _dist_rank_world()
+        self.rank = default_rank if rank is None else int(rank)
+        self.world_size = default_world if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"ShardDataset: rank {self.rank} of world size {self.world_size}")
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by persistent workers
 
     def set_epoch(self, epoch: int) -> None:
@@ -295,9 +306,7 @@ class ShardDataset(IterableDataset):
 
     def my_shards(self) -> tuple[list[str], int, int]:
         """``(shards, rank, worker)`` of the calling process (a DataLoader worker or the main process)."""
-        rank, world = _dist_rank_world()
-        rank = rank if self.rank is None else self.rank
-        world = world if self.world_size is None else self.world_size
+        rank, world = self.rank, self.world_size
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         order = epoch_shard_order(self.shards, self.seed, self.epoch, self.shuffle)

@@ -225,3 +225,22 @@ def test_compare_throughput_reports_both_paths(shard_dir):
     for cold in (False, True):
         r = compare_throughput(DATA_SAMPLE, shard_dir, rounds=1, cold=cold, decode=False)
         assert r["n_images"] == 64 and r["folder"] > 0 and r["shards"] > 0 and r["cold"] is cold
+
+
+def test_rank_and_world_size_come_from_torchrun_s_environment(shard_dir, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    ds = ShardDataset(shard_paths(shard_dir), shuffle=False)
+    assert (ds.rank, ds.world_size) == (1, 2)
+    assert ds.my_shards()[0] == shard_paths(shard_dir)[1::2]
+
+
+def test_a_missing_image_stops_the_writer_without_leftovers(tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA_SAMPLE, data)
+    (data / "image_000005.jpg").unlink()
+    with pytest.raises(DataError, match=r"cannot read .*image_000005\.jpg"):
+        write_shards(data, tmp_path / "out", max_count=3, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["faces-000000.tar"]  # no .tmp, no index
