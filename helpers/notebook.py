@@ -7,12 +7,24 @@ text a reader sees cannot drift from the code that runs.
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 from .project import ROOT
 
 #: ``make run`` collects the lines that start with this into its summary.
 HEADLINE_PREFIX = "[headline] "
+#: ``FACES_PROGRESS=0`` turns progress bars off (``make run``, ``make test`` and ``make refresh`` set it),
+#: so executed notebooks keep one log line per epoch instead of hundreds of bar frames.
+PROGRESS_ENV = "FACES_PROGRESS"
+
+
+def progress_bars(default: bool = True) -> bool:
+    """Whether to draw progress bars: ``default`` unless ``$FACES_PROGRESS`` says otherwise."""
+    value = os.environ.get(PROGRESS_ENV)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
 
 
 def source_of(obj) -> tuple[str, str]:

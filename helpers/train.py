@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -340,6 +341,36 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Fa
 # --- training ------------------------------------------------------------------------------------
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_beside_workers(num_workers: int, cores: int | None = None) -> int:
+    """Intra-op threads for the main process when ``num_workers`` DataLoader workers share the cores.
+
+    Each worker keeps a core busy decoding; torch's threads in the main process wait for one another
+    at every operation (OpenMP spins while it waits), so more threads than free cores make every step
+    wait for the slowest. Measured with ``python tools/threads_under_load.py`` (docs/benchmarks.md).
+    """
+    cores = usable_cores() if cores is None else cores
+    return max(1, cores - num_workers)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """``torch.set_num_threads(n)`` inside the block, the previous value restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
 def build_optimizer(model: nn.Module, config: RunConfig, total_steps: int,
                     weight_decay: float = 1e-4) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW at ``config.lr`` and a OneCycle LR schedule over ``total_steps`` steps (20% warm-up, then
@@ -403,7 +434,7 @@ def train(
     resume_from: str | Path | None = None,
     stop_after: int | None = None,
     channels_last: bool = True,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Train a :class:`FaceUNet` on ``config`` and return it with its history.
@@ -418,12 +449,17 @@ def train(
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
       from one (same config; the model size, face fraction and loss weights come from the checkpoint,
       the shuffling from the epoch number, the RNG states are restored); ``stop_after``: stop after that many epochs in total (to simulate an
-      interruption). The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars.
+      interruption). The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars
+      (default: on, unless ``FACES_PROGRESS=0``, which ``make run/test/refresh`` set).
+    - CPU threads: on a CPU with DataLoader workers, torch's intra-op threads are cut to the cores the
+      workers leave (:func:`threads_beside_workers`) for the epoch loop, and restored after.
     """
     from tqdm.auto import tqdm
 
+    from .notebook import progress_bars
     from .setup_env import pick_device
 
+    progress = progress_bars() if progress is None else progress
     device = torch.device(device or pick_device())
     state = None
     if resume_from is not None:
@@ -463,62 +499,66 @@ def train(
         _set_rng_state(state["rng"])
     end = config.epochs if stop_after is None else min(config.epochs, stop_after)
     evaluation = None
+    workers = getattr(train_loader, "num_workers", 0)
+    threads = threads_beside_workers(workers) if device.type == "cpu" else torch.get_num_threads()
     if log:
         log(f"device {device} | face pixels {face_fraction:.3f} -> pos_weight {pos_weight:.2f} | "
             f"{steps_per_epoch} steps/epoch | amp {amp_dtype if amp_on else 'off'}"
+            + (f" | {threads} torch thread(s) beside {workers} loader worker(s)" if device.type == "cpu" else "")
             + (f" | resuming after epoch {start}" if start else ""))
-    for epoch in range(start, end):
-        model.train()
-        _reseed_loader(train_loader, config.seed + epoch)
-        wait = loss_sum = 0.0
-        n = 0
-        t_start = time.perf_counter()
-        it = iter(train_loader)
-        # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
-        # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                   leave=False, mininterval=2.0)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            wait += time.perf_counter() - t0
-            x, y = prepare_batch(batch, device, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
-                logits = model(x)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_value = loss.item()  # also waits for the GPU, so the timings above are honest
-            loss_sum += loss_value
-            n += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-        bar.close()
-        seconds = time.perf_counter() - t_start
-        t_val = time.perf_counter()
-        evaluation = evaluate(model, test_loader, device, loss_fn=loss_fn, channels_last=channels_last)
-        val_seconds = time.perf_counter() - t_val
-        c = evaluation.counts
-        row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(n, 1),
-               "val_loss": evaluation.loss, "val_iou": c.iou, "val_dice": c.dice, "val_precision": c.precision,
-               "val_recall": c.recall, "seconds": seconds, "val_seconds": val_seconds,
-               "wait_fraction": wait / seconds if seconds > 0 else 0.0}
-        for k in HISTORY_KEYS:
-            history[k].append(float(row[k]))
-        if log:
-            log(f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  "
-                f"Dice {c.dice:.3f}  P {c.precision:.3f}  R {c.recall:.3f}  "
-                f"{seconds:.1f}s (+{val_seconds:.1f}s val)  waiting {row['wait_fraction']:.1%}")
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, history,
-                            model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
-                            dice_weight=float(dice_weight))
+    with torch_threads(threads):  # see threads_beside_workers
+        for epoch in range(start, end):
+            model.train()
+            _reseed_loader(train_loader, config.seed + epoch)
+            wait = loss_sum = 0.0
+            n = 0
+            t_start = time.perf_counter()
+            it = iter(train_loader)
+            # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
+            # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                       leave=False, mininterval=2.0)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                wait += time.perf_counter() - t0
+                x, y = prepare_batch(batch, device, channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+                    logits = model(x)
+                loss = loss_fn(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_value = loss.item()  # also waits for the GPU, so the timings above are honest
+                loss_sum += loss_value
+                n += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+            bar.close()
+            seconds = time.perf_counter() - t_start
+            t_val = time.perf_counter()
+            evaluation = evaluate(model, test_loader, device, loss_fn=loss_fn, channels_last=channels_last)
+            val_seconds = time.perf_counter() - t_val
+            c = evaluation.counts
+            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(n, 1),
+                   "val_loss": evaluation.loss, "val_iou": c.iou, "val_dice": c.dice, "val_precision": c.precision,
+                   "val_recall": c.recall, "seconds": seconds, "val_seconds": val_seconds,
+                   "wait_fraction": wait / seconds if seconds > 0 else 0.0}
+            for k in HISTORY_KEYS:
+                history[k].append(float(row[k]))
+            if log:
+                log(f"epoch {epoch + 1:>2}/{config.epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  "
+                    f"Dice {c.dice:.3f}  P {c.precision:.3f}  R {c.recall:.3f}  "
+                    f"{seconds:.1f}s (+{val_seconds:.1f}s val)  waiting {row['wait_fraction']:.1%}")
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, history,
+                                model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
+                                dice_weight=float(dice_weight))
     model.eval()
     return TrainResult(model, history, evaluation, float(face_fraction), str(device))
 
@@ -598,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=not args.no_progress)
     checkpoint = args.checkpoint or OUTPUTS / "checkpoints" / f"faces-{config.name}-benchmark.pt"
     t0 = time.perf_counter()
-    result = train(config, device=device, checkpoint_path=checkpoint, progress=not args.no_progress)
+    result = train(config, device=device, checkpoint_path=checkpoint, progress=False if args.no_progress else None)
     train_seconds = time.perf_counter() - t0
     train_loader, test_loader = build_loaders(config, device, keep_test_boxes=True)
     cnn = evaluate(result.model, test_loader, device, channels_last=True)

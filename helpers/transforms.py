@@ -37,6 +37,7 @@ What the check against v2 finds, in short (the functions at the end of this modu
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,43 @@ def to_tv_sample(sample: dict) -> dict:
     }
 
 
+#: Whether this torchvision's ``resize_mask`` takes an ``interpolation`` (added in torchvision 0.28).
+#: Before it, ``v2.Resize(..., NEAREST_EXACT)`` resizes a ``Mask`` with NEAREST whatever it is asked:
+#: on Colab runtimes that ship torchvision 0.24-0.27, the mask then follows the pixel-corner rule.
+MASK_RESIZE_TAKES_INTERPOLATION = "interpolation" in inspect.signature(v2.functional.resize_mask).parameters
+
+
+class ResizeMask:
+    """Resize a ``tv_tensors.Mask`` with the interpolation asked for, on any torchvision.
+
+    With torchvision >= 0.28 this is ``v2.Resize(size, interpolation)``. Older versions ignore the
+    interpolation for masks (always NEAREST), so there the mask goes through
+    ``torch.nn.functional.interpolate(mode=...)`` — the function ``v2.Resize`` itself calls for tensors —
+    and comes back a ``Mask``; the two give identical masks where both can run (tests/test_transforms.py).
+    """
+
+    def __init__(self, size: int | tuple[int, int], interpolation: str | InterpolationMode = "nearest-exact",
+                 use_v2: bool | None = None) -> None:
+        self.size = _valid_size(size)
+        self.interpolation = InterpolationMode(interpolation)
+        if self.interpolation not in (InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT):
+            raise ValueError(f"a mask is resized with 'nearest' or 'nearest-exact', got {interpolation!r}")
+        self.use_v2 = MASK_RESIZE_TAKES_INTERPOLATION if use_v2 is None else use_v2
+        self._v2 = v2.Resize(self.size, interpolation=self.interpolation)
+
+    def __call__(self, mask: torch.Tensor) -> tv_tensors.Mask:
+        if self.use_v2:
+            return self._v2(tv_tensors.Mask(mask))
+        h, w = resized_size(self.size, *mask.shape[-2:])
+        batch = mask.reshape(-1, 1, *mask.shape[-2:]).to(torch.float32)
+        out = torch.nn.functional.interpolate(batch, size=(h, w), mode=self.interpolation.value)
+        return tv_tensors.Mask(out.to(mask.dtype).reshape(*mask.shape[:-2], h, w))
+
+    def __repr__(self) -> str:
+        how = "v2.Resize" if self.use_v2 else "F.interpolate"
+        return f"ResizeMask(size={self.size}, interpolation={self.interpolation.value!r}, via {how})"
+
+
 class ReferencePipeline:
     """torchvision's version of Rescale + ConvertGroundTruth, on a sample from :func:`to_tv_sample`.
 
@@ -264,7 +302,7 @@ class ReferencePipeline:
         size = _valid_size(size)
         self.resize = v2.Resize(size, antialias=True)
         self.mask_interpolation = InterpolationMode(mask_interpolation)
-        self.resize_mask = v2.Resize(size, interpolation=self.mask_interpolation)
+        self.resize_mask = ResizeMask(size, self.mask_interpolation)
         self.sanitize = v2.SanitizeBoundingBoxes(labels_getter=None) if sanitize else None
 
     def __call__(self, tv_sample: dict) -> dict:

@@ -62,6 +62,23 @@ def test_notebook_was_executed_top_to_bottom_with_clean_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_opens_and_saves_in_jupyterlab_without_a_diff(path):
+    """The kernelspec JupyterLab writes for the kernel `make setup` registers, no execution timestamps,
+    no progress-bar frames (stderr carriage returns), and the Setup cell collapsed in Lab and Colab."""
+    nb = load(path)
+    assert nb["metadata"]["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                            "name": "python3"}
+    for cell in nb["cells"]:
+        assert "execution" not in cell.get("metadata", {}), f"{path.name}: execution timestamps in a cell"
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", ""))
+            assert not (out.get("name") == "stderr" and "\r" in text), f"{path.name}: progress-bar frames saved"
+    setup = nb["cells"][1]["metadata"]
+    assert setup.get("jupyter", {}).get("source_hidden") is True and setup.get("cellView") == "form"
+    assert max(len(line) for line in nb["cells"][1]["source"]) <= 110
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_ends_with_what_we_checked_and_exercises(path):
     text = "\n".join("".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown")
     assert "## What we checked" in text, f"{path.name}: add a 'What we checked' section"

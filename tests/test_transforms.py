@@ -20,7 +20,9 @@ from torchvision.transforms import v2  # noqa: E402
 from helpers import plotting  # noqa: E402
 from helpers.errors import DataError  # noqa: E402
 from helpers.transforms import (  # noqa: E402
+    MASK_RESIZE_TAKES_INTERPOLATION,
     ConvertGroundTruth,
+    ResizeMask,
     Rescale,
     ToTensor,
     boxes_to_mask,
@@ -202,15 +204,44 @@ def test_composes_with_v2_compose():
 
 
 def test_v2_resize_gives_masks_nearest_not_bilinear():
-    """Read from torchvision 0.29's resize_mask: a Mask gets NEAREST whatever the transform's
-    interpolation, unless NEAREST_EXACT is asked for explicitly."""
+    """Read from torchvision's resize_mask: a Mask gets NEAREST whatever the transform's
+    interpolation; from torchvision 0.28 on, NEAREST_EXACT is honoured when asked for explicitly,
+    before it (Colab's 0.24-0.27) it is NEAREST too."""
     s = sample_of(9, 9, [[2, 2, 7, 7]])
     mask = to_tv_sample(s)["mask"]
     by_default = v2.Resize((4, 4))(mask)  # the transform's interpolation is bilinear
     nearest = v2.Resize((4, 4), interpolation="nearest")(mask)
     exact = v2.Resize((4, 4), interpolation="nearest-exact")(mask)
     assert isinstance(by_default, tv_tensors.Mask) and by_default.dtype == torch.uint8
-    assert torch.equal(by_default, nearest) and not torch.equal(nearest, exact)
+    assert torch.equal(by_default, nearest)
+    assert torch.equal(nearest, exact) == (not MASK_RESIZE_TAKES_INTERPOLATION)
+    # ResizeMask gives NEAREST_EXACT on every version, and it differs from NEAREST here.
+    assert not torch.equal(nearest, ResizeMask((4, 4), "nearest-exact")(mask))
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), oh=st.integers(1, 40), ow=st.integers(1, 40),
+       mode=st.sampled_from(["nearest", "nearest-exact"]), data=st.data())
+def test_resize_mask_fallback_equals_v2_where_v2_honours_the_interpolation(h, w, oh, ow, mode, data):
+    """The F.interpolate path (used before torchvision 0.28) gives v2's mask bit for bit."""
+    if not MASK_RESIZE_TAKES_INTERPOLATION:
+        pytest.skip("this torchvision's v2.Resize ignores the interpolation for masks")
+    values = data.draw(st.lists(st.integers(0, 1), min_size=h * w, max_size=h * w))
+    mask = tv_tensors.Mask(torch.tensor(values, dtype=torch.uint8).reshape(1, h, w))
+    via_v2 = ResizeMask((oh, ow), mode, use_v2=True)(mask)
+    fallback = ResizeMask((oh, ow), mode, use_v2=False)(mask)
+    assert isinstance(fallback, tv_tensors.Mask) and fallback.dtype == torch.uint8
+    assert torch.equal(via_v2, fallback)
+
+
+def test_resize_mask_nearest_exact_is_the_centre_rule_on_any_torchvision():
+    """Whatever torchvision is installed, the reference mask follows the centre rule (no ties: 9 -> 4)."""
+    s = sample_of(9, 9, [[2, 2, 7, 7]])
+    mask = ResizeMask((4, 4), "nearest-exact")(to_tv_sample(s)["mask"])
+    ours = ConvertGroundTruth()(Rescale((4, 4))(s))["mask"]
+    assert np.array_equal(mask.numpy()[0] if mask.ndim == 3 else mask.numpy(), np.asarray(ours).reshape(4, 4))
+    with pytest.raises(ValueError, match="nearest"):
+        ResizeMask(4, "bilinear")
 
 
 def integer_box(draw, h: int, w: int) -> list[int]:

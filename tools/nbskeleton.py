@@ -6,10 +6,13 @@ For each ``notebooks/NN_*.ipynb`` (reading order = file-name order) this script 
 1. the header cell (markdown, cell metadata ``nbskeleton: header``): title, one line on what the
    notebook teaches, an "Open in Colab" badge for the notebook's own path, prev/next links.
    Title and goal come from the notebook's metadata ``nbskeleton: {title, goal}``;
-2. the Setup cell (code, cell metadata ``nbskeleton: setup``, output ignored by nbval): makes the
-   repository importable in JupyterLab, on Colab (clones it, installs only what Colab lacks, never
-   torch/torchvision) and in CI, then checks minimum versions and names the device;
-3. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``.
+2. the Setup cell (code, cell metadata ``nbskeleton: setup``, output ignored by nbval, shown collapsed
+   in JupyterLab and as a form in Colab): makes the repository importable in JupyterLab, on Colab
+   (clones it; ``helpers.setup_env.setup`` installs only what Colab lacks, never torch/torchvision) and
+   in CI, then checks minimum versions and names the device;
+3. the notebook metadata ``kernelspec`` (the kernel ``make setup`` registers, as JupyterLab writes it) and
+   no per-cell execution timestamps, so opening and saving a notebook without edits changes nothing;
+4. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``.
 
 It finds its cells by their metadata and rewrites them in place, so running it twice changes nothing.
 ``--check`` changes nothing and exits 1 if something is out of date (tests/test_notebook_conventions.py
@@ -27,14 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.project import GITHUB_BRANCH, GITHUB_REPO, REPO_URL  # noqa: E402 (the one place)
-from helpers.setup_env import MIN_VERSIONS, PIP_NAMES  # noqa: E402
 
 NOTEBOOKS = ROOT / "notebooks"
 README = ROOT / "README.md"
 NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
-#: What the Setup cell may install on Colab when missing: the notebooks' needs minus what Colab
-#: must keep as it ships it.
-NEVER_INSTALL = {"torch", "torchvision"}
 
 
 def notebooks() -> list[Path]:
@@ -73,33 +72,32 @@ def header_source(nb: dict, paths: list[Path], i: int) -> str:
 
 
 def setup_source() -> str:
-    installable = [(m, PIP_NAMES.get(m, m)) for m in MIN_VERSIONS if m not in NEVER_INSTALL]
-    clone_dir = "/content/" + GITHUB_REPO.split("/")[1]
-    return f'''# Setup: the same cell in every notebook (written by tools/nbskeleton.py; edit it there).
-# It works in JupyterLab in this repository, on Colab, and in CI.
-import importlib.util, os, subprocess, sys
+    name = GITHUB_REPO.split("/")[1]
+    return f'''#@title Setup {{ display-mode: "form" }}
+# The same cell in every notebook (written by tools/nbskeleton.py): JupyterLab, Colab and CI.
+import os, subprocess, sys
 from pathlib import Path
 
-if "google.colab" in sys.modules:
-    # Colab: fetch this repository once (helpers/ and data_sample/ come with it) and install only
-    # what the runtime lacks. torch and torchvision are Colab's own and are never reinstalled.
-    ROOT = Path("{clone_dir}")
-    if not (ROOT / "helpers").is_dir():
-        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{GITHUB_BRANCH}",
-                        "{REPO_URL}", str(ROOT)], check=True)
-    missing = [pip for mod, pip in {installable!r}
-               if importlib.util.find_spec(mod) is None]
-    if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-else:
-    # JupyterLab or CI: the repository is the first folder above this notebook that holds helpers/.
-    ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "helpers").is_dir())
+REPO_URL, BRANCH = "{REPO_URL}", "{GITHUB_BRANCH}"
+CLONE = Path.cwd() / "{name}"  # where Colab keeps the clone (survives a runtime restart)
+ROOT = next((p for p in (CLONE, Path.cwd(), *Path.cwd().parents) if (p / "helpers").is_dir()), None)
+if ROOT is None and "google.colab" in sys.modules:  # Colab: fetch helpers/ and data_sample/ once
+    ROOT = CLONE
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", BRANCH, REPO_URL, str(ROOT)], check=True)
+assert ROOT, "run this notebook from inside a clone of " + REPO_URL
 os.chdir(ROOT)  # paths such as data_sample/ and outputs/ are relative to the repository root
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path[:0] = [] if str(ROOT) in sys.path else [str(ROOT)]
+from helpers.setup_env import setup  # on Colab: installs what is missing, never torch/torchvision
+print(setup())  # checks the minimum versions, names the device'''
 
-from helpers.setup_env import environment_report  # checks minimum versions (raises if too old)
-print(environment_report())'''
+
+#: The Setup cell's metadata: nbval ignores its output (versions and device vary); JupyterLab shows it
+#: collapsed (``source_hidden``), Colab as a form (``cellView``), both with a click to expand.
+SETUP_METADATA = {"nbskeleton": "setup", "tags": ["nbval-ignore-output"],
+                  "jupyter": {"source_hidden": True}, "cellView": "form"}
+#: The kernelspec JupyterLab writes for the kernel `make setup` registers inside .venv; any other value
+#: is rewritten on open, so a save without edits would make a diff.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def as_lines(source: str) -> list[str]:
@@ -130,16 +128,17 @@ def apply(nb: dict, paths: list[Path], i: int) -> dict:
     setup_lines = as_lines(setup_source())
     if j is None:
         cells.insert(1, {"cell_type": "code", "id": "nbskeleton-setup", "execution_count": None,
-                         "metadata": {"nbskeleton": "setup", "tags": ["nbval-ignore-output"]},
-                         "outputs": [], "source": setup_lines})
+                         "metadata": json.loads(json.dumps(SETUP_METADATA)), "outputs": [], "source": setup_lines})
     else:
         cell = cells.pop(j)
         if cell["source"] != setup_lines and "".join(cell["source"]) != "".join(setup_lines):
             cell["source"] = setup_lines
-        tags = cell["metadata"].setdefault("tags", [])
-        if "nbval-ignore-output" not in tags:
-            tags.append("nbval-ignore-output")
+        cell["metadata"] = {**cell["metadata"], **json.loads(json.dumps(SETUP_METADATA))}
         cells.insert(1, cell)
+    # Diff noise a run leaves behind: per-cell execution timestamps; and the kernel JupyterLab expects.
+    for cell in cells:
+        cell.get("metadata", {}).pop("execution", None)
+    nb["metadata"]["kernelspec"] = dict(KERNELSPEC)
     return nb
 
 
