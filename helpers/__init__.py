@@ -13,6 +13,8 @@
 - ``collate``     a reading of ``default_collate`` and a batch checker
 - ``loader``      DataLoader construction, worker seeding, device transfer
 - ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier and its evaluation
+- ``shards``      tar shards in the WebDataset layout: writer (``python -m helpers.shards``), reader, splitting
+- ``distributed`` ``torchrun -m helpers.distributed``: DDP training over processes and machines
 - ``memory``      PSS measurement of a process tree
 - ``bench``       ``python -m helpers.bench memory|speed``: the benchmark figures in docs/benchmarks.md
 - ``plotting``    boxes, masks and batches drawn for the notebooks

@@ -21,6 +21,7 @@ Conventions (the data contract):
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -74,18 +75,25 @@ class _BadBoxes(_Bad):
 # ----------------------------------------------------------------------------- decoding
 
 
-def _open_checked(path: Path) -> Image.Image:
-    """Open ``path`` as JPEG or PNG (header only), turning every failure into a one-line reason."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise _Unreadable("file not found") from None
-    except OSError as e:
-        raise _Unreadable(f"cannot access the file ({e.strerror or e})") from e
-    if not path.is_file():
-        raise _Unreadable("not a regular file")
-    if size == 0:
-        raise _Unreadable("empty file (0 bytes)")
+def _open_checked(source: Path | bytes) -> Image.Image:
+    """Open ``source`` (a file, or a file's bytes as a shard holds them) as JPEG or PNG (header only),
+    turning every failure into a one-line reason."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise _Unreadable("empty file (0 bytes)")
+        path: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        path = source
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise _Unreadable("file not found") from None
+        except OSError as e:
+            raise _Unreadable(f"cannot access the file ({e.strerror or e})") from e
+        if not path.is_file():
+            raise _Unreadable("not a regular file")
+        if size == 0:
+            raise _Unreadable("empty file (0 bytes)")
     # Keep Pillow's decompression-bomb guard, but make its warning (above MAX_IMAGE_PIXELS) an
     # error as well as its error (above twice that). Filters are per process; workers are processes.
     with warnings.catch_warnings():
@@ -95,22 +103,26 @@ def _open_checked(path: Path) -> Image.Image:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise _Unreadable(f"image too large: {e}") from e
         except UnidentifiedImageError as e:
-            raise _Unreadable(_describe_unidentified(path)) from e
+            raise _Unreadable(_describe_unidentified(source)) from e
         except OSError as e:
             raise _Unreadable(f"cannot open the file ({e.strerror or e})") from e
 
 
-def _describe_unidentified(path: Path) -> str:
+def _describe_unidentified(source: Path | bytes) -> str:
     """Say what a file that is neither JPEG nor PNG is, as far as Pillow or its first bytes tell."""
+    in_memory = isinstance(source, (bytes, bytearray, memoryview))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as other:
+            with Image.open(io.BytesIO(source) if in_memory else source) as other:
                 return f"a {other.format} image; only {' and '.join(FORMATS)} files are read"
     except Exception:  # any failure only means "not an image Pillow knows"
         pass
-    with open(path, "rb") as f:
-        head = f.read(16)
+    if in_memory:
+        head = bytes(source[:16])
+    else:
+        with open(source, "rb") as f:
+            head = f.read(16)
     return f"not a {' or '.join(FORMATS)} image (it starts with {head!r})"
 
 
@@ -138,8 +150,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK
 
 
-def _decode(path: Path, apply_exif: bool = True) -> tuple[np.ndarray, int, tuple[int, int]]:
-    """Fully decode ``path``.
+def _decode(path: Path | bytes, apply_exif: bool = True) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """Fully decode ``path`` (a file, or the bytes of one).
 
     Returns (``HxWx3 uint8`` RGB array, shown upright when ``apply_exif``; the EXIF orientation 1..8;
     the stored ``(width, height)``, which the boxes refer to).
@@ -333,12 +345,9 @@ class FaceDataset(torch.utils.data.Dataset):
         index = self._check_index(index)
         path = self.path(index)
         try:
-            sample = _read_sample(path, self.labels[index])
+            return _read_sample(path, self.labels[index], name=self.name(index))
         except _Bad as e:
             raise e.error_type(f"index {index}, {relative(path)}: {e}") from e.__cause__
-        if self.root is not None:
-            sample["name"] = self.name(index)
-        return sample
 
     def problem(self, index: int) -> Problem | None:
         """What is wrong with entry ``index`` (decode + box check), or None when it is fine."""
@@ -384,14 +393,19 @@ class FaceDataset(torch.utils.data.Dataset):
         return f"FaceDataset({len(self)} images, transform={self.transform!r})"
 
 
-def _read_sample(path: Path, raw_boxes: Any) -> dict:
-    """Decode one image and check and orient its boxes; raises _Bad with the reason."""
-    image, orientation, (width, height) = _decode(path)
+def _read_sample(source: Path | bytes, raw_boxes: Any, name: str | None = None) -> dict:
+    """Decode one image (a file, or its bytes as read from a shard) and check and orient its boxes;
+    raises _Bad with the reason. ``name``: the sample's ``'name'``, default the file's base name."""
+    image, orientation, (width, height) = _decode(source)
     boxes = _boxes_array(raw_boxes)
     _check_boxes(boxes, width, height)  # boxes refer to the stored grid (before EXIF orientation)
     if orientation != 1:
         boxes = orient_boxes(boxes, orientation, width, height)
-    return {"image": image, "boxes": boxes, "name": path.name}
+    if name is None:
+        if not isinstance(source, Path):
+            raise TypeError("_read_sample: pass name= when decoding bytes")
+        name = source.name
+    return {"image": image, "boxes": boxes, "name": name}
 
 
 class _ProblemFinder(torch.utils.data.Dataset):

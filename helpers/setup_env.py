@@ -22,6 +22,7 @@ MIN_VERSIONS = {
     "matplotlib": "3.10",
     "tqdm": "4.67",
     "psutil": "5.9",
+    "webdataset": "1.0",
 }
 #: Import name -> the name pip installs it by (only for what Colab might lack).
 PIP_NAMES = {"PIL": "pillow"}

@@ -28,7 +28,8 @@ from .runconfig import RunConfig
 __all__ = [
     "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss",
     "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
-    "build_loaders", "check_loaders", "build_model", "amp_settings", "evaluate", "train", "save_checkpoint",
+    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "amp_settings",
+    "evaluate", "train", "save_checkpoint",
     "load_checkpoint", "config_from_dict", "load_model", "predict",
 ]
 
@@ -409,6 +410,36 @@ def torch_threads(n: int):
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+def build_optimizer(model: nn.Module, config: RunConfig, total_steps: int,
+                    weight_decay: float = 1e-4) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW at ``config.lr`` and a OneCycle LR schedule over ``total_steps`` steps (20% warm-up, then
+    cosine decay), stepped once per batch: what :func:`train` builds (tests/test_distributed.py checks
+    that both give the same weights; ``train`` keeps its lines inline so notebook 05 shows them)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
+                                                    pct_start=0.2)
+    return optimizer, scheduler
+
+
+def train_step(model: nn.Module, batch: Mapping[str, Any], loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: Any, scaler: Any, device: torch.device, channels_last: bool = False) -> float:
+    """One optimisation step on one batch, the body of :func:`train`'s loop; returns its loss. The same
+    for one process and for a ``DistributedDataParallel`` model (its ``backward`` averages the gradients
+    over the processes). tests/test_distributed.py checks that it trains exactly as ``train`` does."""
+    amp_on, amp_dtype = amp_settings(device)
+    x, y = prepare_batch(batch, device, channels_last)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+        logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()  # also waits for the GPU, so the caller's timings are honest
 
 
 class TrainResult(NamedTuple):

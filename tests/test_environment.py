@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -61,3 +62,27 @@ def test_installed_versions_match_the_pins():
 
     for name, pinned in requirements().items():
         assert version(name).split("+")[0] == pinned, f"{name}: installed {version(name)}, pinned {pinned}"
+
+
+def test_colab_setup_installs_only_what_is_missing_and_never_torch(monkeypatch):
+    """On Colab the Setup cell pip-installs missing packages, but torch/torchvision never (Colab's own)."""
+    from helpers import setup_env
+
+    calls = []
+    monkeypatch.setattr(setup_env.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    wanted = {"torch": "99", "torchvision": "99", "numpy": "1.0", "no_such_module_here": "1.0"}
+    assert setup_env.install_missing(wanted) == ["no_such_module_here"]
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "no_such_module_here"]]
+    monkeypatch.setattr(setup_env.importlib.util, "find_spec", lambda name: None)  # nothing importable
+    calls.clear()
+    assert "torch" not in setup_env.install_missing(wanted) and "torchvision" not in calls[0]
+
+
+def test_colab_requirements_are_the_minimum_versions_we_claim():
+    """tests/colab/requirements-colab.txt (what `make colab-check` runs) holds MIN_VERSIONS' releases."""
+    from helpers.setup_env import MIN_VERSIONS, PIP_NAMES
+
+    colab = pins((ROOT / "tests" / "colab" / "requirements-colab.txt").read_text().splitlines())
+    for module, minimum in MIN_VERSIONS.items():
+        pinned = colab[PIP_NAMES.get(module, module).lower()]
+        assert pinned.startswith(minimum + "."), f"{module}: MIN_VERSIONS says {minimum}, colab-check runs {pinned}"

@@ -152,7 +152,7 @@ def readme_table(paths: list[Path]) -> str:
 
 
 def dump(nb: dict) -> str:
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"  # as nbformat and JupyterLab write
 
 
 def main(argv: list[str] | None = None) -> int:

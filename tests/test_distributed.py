@@ -1,0 +1,131 @@
+"""Distributed training with torchrun: 2 CPU processes (gloo) on data_sample at 48x64 with a tiny model.
+
+The loss decreases, the same seed gives bit-identical weights, rank 0's checkpoint loads with notebook
+05's code, the shard path trains too, and an error ends every process (nothing hangs: each launch is
+killed after a timeout). Also: ``train_step``/``build_optimizer`` train exactly as ``train`` does.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from helpers.datafiles import read_file_lists
+from helpers.dataset import FaceDataset
+from helpers.distributed import run_torchrun
+from helpers.loader import make_loader
+from helpers.project import DATA_SAMPLE
+from helpers.runconfig import RunConfig
+from helpers.train import (FaceLoss, _reseed_loader, build_model, build_optimizer, load_checkpoint, load_model,
+                           positive_weight, train, train_step)
+from helpers.transforms import default_pipeline
+
+TIMEOUT = 150
+TINY = ["--base-channels", "4", "--levels", "2"]
+
+
+def _args(checkpoint, *extra) -> list[str]:
+    return ["--data", str(DATA_SAMPLE), "--checkpoint", str(checkpoint), "--epochs", "3", "--batch-size", "8",
+            "--image-size", "48", "64", "--lr", "1e-2", "--seed", "7", *TINY, *extra]
+
+
+def _seen(out: str) -> list[tuple[int, int, int, int]]:
+    """(distinct, total, repeated, not seen) of every epoch, from rank 0's log."""
+    found = re.findall(r"trained on (\d+) of (\d+) images, (\d+) repeated, (\d+) not seen", out)
+    return [tuple(map(int, f)) for f in found]
+
+
+def _launch(args) -> str:
+    result = run_torchrun(args, nproc=2, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    checkpoint = tmp_path_factory.mktemp("ddp") / "a.pt"
+    return checkpoint, _launch(_args(checkpoint, "--num-workers", "2"))
+
+
+def test_two_processes_train_and_the_loss_decreases(first_run):
+    checkpoint, out = first_run
+    assert "world 2 x gloo on cpu" in out
+    history = load_checkpoint(checkpoint)["history"]
+    assert history["epoch"] == [1.0, 2.0, 3.0]
+    assert history["train_loss"][-1] < history["train_loss"][0], history["train_loss"]
+    assert out.count("epoch ") == 3 and "written by rank 0" in out  # rank 0 alone prints
+
+
+def test_2_processes_x_2_workers_see_every_image_once_apart_from_padding(first_run):
+    _, out = first_run
+    n_train = len(read_file_lists(DATA_SAMPLE, 0.2).files_train)
+    padding = -n_train % 2
+    assert _seen(out) == [(n_train, n_train, padding, 0)] * 3, out
+
+
+def test_the_checkpoint_loads_with_the_single_process_code(first_run):
+    checkpoint, _ = first_run
+    state = load_checkpoint(checkpoint)
+    assert state["world_size"] == 2 and state["epoch"] == 3
+    model, config = load_model(checkpoint)
+    assert config.image_size == (48, 64) and config.seed == 7
+    assert not any(k.startswith("module.") for k in state["model"]), "saved without DDP's wrapper prefix"
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 48, 64)).shape == (1, 1, 48, 64)
+
+
+def test_the_same_seed_gives_the_same_weights(first_run, tmp_path):
+    checkpoint, _ = first_run
+    _launch(_args(tmp_path / "b.pt", "--num-workers", "2"))  # the same command again
+    a, b = load_checkpoint(checkpoint)["model"], load_checkpoint(tmp_path / "b.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_from_uneven_shards(tmp_path):
+    from helpers.shards import write_shards
+
+    lists = read_file_lists(DATA_SAMPLE, 0.2)
+    names = [p.rsplit("/", 1)[-1] for p in lists.files_train]
+    write_shards(DATA_SAMPLE, tmp_path / "shards", max_count=9, progress=False, names=names)  # 50 -> 5 x 9 + 5
+    out = _launch(_args(tmp_path / "s.pt", "--shards", str(tmp_path / "shards"), "--epochs", "2",
+                        "--num-workers", "2"))
+    assert "in 6 shards" in out
+    seen = _seen(out)
+    assert len(seen) == 2 and all(total == 50 and repeats == 0 and distinct + not_seen == 50
+                                  for distinct, total, repeats, not_seen in seen), out
+    assert load_checkpoint(tmp_path / "s.pt")["epoch"] == 2
+
+
+def test_an_error_ends_every_process(tmp_path):
+    result = run_torchrun(["--data", str(tmp_path / "missing"), "--checkpoint", str(tmp_path / "x.pt")],
+                          nproc=2, timeout=TIMEOUT)
+    assert result.returncode != 0
+    assert "bbox.json: file not found" in result.stdout
+
+
+def test_train_step_trains_exactly_as_train_does():
+    lists = read_file_lists(DATA_SAMPLE, 0.2)
+    config = RunConfig(name="t", n_images=64, test_fraction=0.2, data_seed=0, image_size=(48, 64), epochs=1,
+                       batch_size=8, lr=1e-2, num_workers=0, seed=3)
+    n = 16
+    train_set = FaceDataset(lists.files_train[:n], lists.labels_train[:n], transform=default_pipeline((48, 64)))
+    test_set = FaceDataset(lists.files_test[:4], lists.labels_test[:4], transform=default_pipeline((48, 64)))
+    loader = make_loader(train_set, 8, shuffle=True, seed=config.seed, num_workers=0)
+    test_loader = make_loader(test_set, 8, shuffle=False, seed=config.seed, num_workers=0)
+    kwargs = {"base_channels": 4, "levels": 2}
+    reference = train(config, loaders=(loader, test_loader), device="cpu", model_kwargs=kwargs, face_fraction=0.1,
+                      progress=False, log=None).model
+
+    torch.manual_seed(config.seed)
+    model = build_model(**kwargs).to(memory_format=torch.channels_last)
+    loss_fn = FaceLoss(positive_weight(0.1))
+    optimizer, scheduler = build_optimizer(model, config, len(loader))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    _reseed_loader(loader, config.seed)
+    for batch in loader:
+        train_step(model, batch, loss_fn, optimizer, scheduler, scaler, torch.device("cpu"), channels_last=True)
+    for (k, a), b in zip(reference.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k
