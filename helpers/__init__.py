@@ -7,6 +7,7 @@
 - ``synth``       the synthetic face-scene generator (``python -m helpers.synth``)
 - ``datafiles``   reading and validating ``bbox.json``; the train/test file lists
 - ``convert``     WIDER FACE / COCO annotations to a data folder (``python -m helpers.convert``)
+- ``real_photo``  a real photograph (scikit-image's astronaut) with its face box, and a model's scores on it
 - ``storage``     paths and boxes kept in NumPy arrays, safe to share with workers
 - ``dataset``     ``FaceDataset``: lazy image reading, dict samples
 - ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``

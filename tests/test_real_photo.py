@@ -3,8 +3,6 @@ domain; ``skimage.data.astronaut()`` ships in the wheel, no download), saved as 
 with a face box checked by eye, read by the project's loader, and batched by a DataLoader worker."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,28 +12,24 @@ from helpers.dataset import FaceDataset
 from helpers.loader import make_loader
 from helpers.transforms import boxes_to_mask, default_pipeline
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) ships the photo")
+pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) ships the photo")
 
-#: The face in the 512x512 photo, XYXY pixels: hairline to chin, cheek to cheek (checked by drawing
-#: it on the image: the box's edges run along the hairline, both cheeks and just under the chin).
-FACE_BOX = [180, 70, 265, 178]
+from helpers.real_photo import ASTRONAUT_FACE as FACE_BOX  # noqa: E402
+from helpers.real_photo import ASTRONAUT_NAME, astronaut, face_scores, model_on_astronaut, write_astronaut_folder  # noqa: E402
+
 SIZE = (120, 160)  # notebook 05's quick run size: the square photo is squeezed to 4:3, as every image is
 
 
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("real")
-    rgb = skimage_data.astronaut()
+    rgb = astronaut()
     assert rgb.shape == (512, 512, 3) and rgb.dtype == np.uint8
-    (folder / "nasa").mkdir()
-    Image.fromarray(rgb).save(folder / "nasa" / "astronaut.jpg", quality=95)
-    (folder / "bbox.json").write_text(json.dumps({"nasa/astronaut.jpg": [FACE_BOX]}))
-    return folder
+    return write_astronaut_folder(tmp_path_factory.mktemp("real"))
 
 
 def test_the_box_is_on_the_face(photo_folder):
     """Skin inside the box (red > green > blue, bright), and the box is not the whole picture."""
-    rgb = np.asarray(Image.open(photo_folder / "nasa" / "astronaut.jpg")).astype(float)
+    rgb = np.asarray(Image.open(photo_folder / ASTRONAUT_NAME)).astype(float)
     x0, y0, x1, y1 = FACE_BOX
     centre = rgb[y0 + 30:y1 - 30, x0 + 15:x1 - 15].reshape(-1, 3).mean(0)  # cheeks, nose, mouth
     assert centre[0] > centre[1] > centre[2] and centre[0] > 150, centre
@@ -47,7 +41,7 @@ def test_a_real_photo_goes_through_the_whole_pipeline(photo_folder):
     ds = FaceDataset(lists.files_train, lists.labels_train, transform=default_pipeline(SIZE), root=photo_folder)
     loader = make_loader(ds, batch_size=1, shuffle=False, seed=0, num_workers=1)
     (batch,) = list(loader)
-    assert batch["name"] == ["nasa/astronaut.jpg"]
+    assert batch["name"] == [ASTRONAUT_NAME]
     image, mask = batch["image"], batch["mask"]
     assert image.shape == (1, 3, *SIZE) and str(image.dtype) == "torch.uint8"
     assert mask.shape == (1, 1, *SIZE)
@@ -63,3 +57,17 @@ def test_a_real_photo_goes_through_the_whole_pipeline(photo_folder):
     face = pixels[mask[0, 0].numpy() == 1].mean(0)
     rest = pixels[mask[0, 0].numpy() == 0].mean(0)
     assert face[0] > face[1] > face[2] and face[0] > rest[0], (face, rest)
+
+
+def test_face_scores_and_a_model_on_the_photo():
+    from helpers.train import build_model
+    from helpers.transforms import boxes_to_mask
+
+    perfect = boxes_to_mask(np.array([FACE_BOX], np.float32), 512, 512).astype(float)
+    assert face_scores(perfect) == {"iou": 1.0, "precision": 1.0, "recall": 1.0, "face_share": 85 * 108 / 512**2,
+                                    "mean_probability_in_box": 1.0, "mean_probability_outside": 0.0}
+    everything = face_scores(np.ones((512, 512)))
+    assert everything["recall"] == 1.0 and everything["face_share"] == 1.0
+    assert everything["iou"] == everything["precision"] == 85 * 108 / 512**2
+    scores = model_on_astronaut(build_model(base_channels=4, levels=2, max_channels=8), SIZE, device="cpu")
+    assert all(0.0 <= v <= 1.0 for v in scores.values())

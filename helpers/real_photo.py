@@ -1,0 +1,71 @@
+"""A real photograph for checks beside the synthetic data: scikit-image's astronaut, with its face box.
+
+``skimage.data.astronaut()`` (Eileen Collins, NASA, public domain) ships inside scikit-image's wheel, so
+no download is needed; Colab has scikit-image. The face box was checked by drawing it on the photo: its
+edges run along the hairline, both cheeks and just under the chin. Used by tests/test_real_photo.py,
+notebook 08, and to report honestly what a model trained on cartoons does on a photograph.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The face in the 512x512 photo, XYXY pixels (``[x_min, y_min, x_max, y_max]``).
+ASTRONAUT_FACE = (180, 70, 265, 178)
+#: Its key in the ``bbox.json`` that :func:`write_astronaut_folder` writes (a sub-folder on purpose).
+ASTRONAUT_NAME = "nasa/astronaut.jpg"
+
+
+def astronaut() -> np.ndarray:
+    """The photo, ``512x512x3`` uint8 RGB (needs scikit-image)."""
+    from skimage.data import astronaut as load
+
+    return load()
+
+
+def write_astronaut_folder(folder: str | Path, quality: int = 95) -> Path:
+    """A data folder holding the photo as a JPEG (``nasa/astronaut.jpg``) and its ``bbox.json``; returns it."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / ASTRONAUT_NAME).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(astronaut()).save(folder / ASTRONAUT_NAME, quality=quality)
+    (folder / "bbox.json").write_text(json.dumps({ASTRONAUT_NAME: [list(ASTRONAUT_FACE)]}) + "\n", encoding="utf-8")
+    return folder
+
+
+def face_scores(probability: np.ndarray, box: tuple[float, float, float, float] = ASTRONAUT_FACE,
+                threshold: float = 0.5) -> dict[str, float]:
+    """How a face-probability map (``HxW``, e.g. :func:`helpers.train.predict` on the photo) matches one box.
+
+    ``iou``, ``precision``, ``recall`` of the pixels above ``threshold`` against the box's pixels (the
+    pixel-centre rule of ``helpers.transforms.boxes_to_mask``), ``face_share``: the share of the whole
+    image called face, and the mean probability inside and outside the box.
+    """
+    from .transforms import boxes_to_mask
+
+    prob = np.asarray(probability, dtype=np.float64)
+    truth = boxes_to_mask(np.array([box], np.float32), *prob.shape).astype(bool)
+    pred = prob > threshold
+    inter, union = int((pred & truth).sum()), int((pred | truth).sum())
+    return {
+        "iou": inter / union if union else 1.0,
+        "precision": inter / int(pred.sum()) if pred.any() else 0.0,
+        "recall": inter / int(truth.sum()),
+        "face_share": float(pred.mean()),
+        "mean_probability_in_box": float(prob[truth].mean()),
+        "mean_probability_outside": float(prob[~truth].mean()),
+    }
+
+
+def model_on_astronaut(model: Any, image_size: tuple[int, int], device: Any = None) -> dict[str, float]:
+    """:func:`face_scores` of ``model``'s prediction on the photo, at the photo's own size."""
+    from PIL import Image
+
+    from .train import predict
+
+    prob = predict(model, Image.fromarray(astronaut()), image_size, device=device)
+    return face_scores(prob)
