@@ -2,9 +2,10 @@
 
 ::
 
-    python -m helpers.convert wider ANNOT_TXT IMAGES_DIR OUT_DIR [--keep-invalid] [--beyond clip|error] [--copy]
+    python -m helpers.convert wider ANNOT_TXT IMAGES_DIR OUT_DIR [--keep-invalid] [--beyond clip|error]
+                                    [--copy] [--decode]
     python -m helpers.convert coco ANNOT_JSON IMAGES_DIR OUT_DIR [--category face] [--crowd skip|keep|error]
-                                   [--beyond clip|error] [--copy]
+                                   [--beyond clip|error] [--copy] [--decode]
 
 The output is what every notebook reads: ``OUT_DIR/bbox.json`` (image name -> list of XYXY boxes in
 pixels of the image as stored, the format :func:`helpers.datafiles.load_bboxes` checks) and the images
@@ -19,6 +20,7 @@ Decisions (each one counted in the :class:`ConversionReport`; nothing is dropped
   a name that resolves outside the data folder, which a link to the source folder would.
 - **Only JPEG and PNG** (what :class:`helpers.dataset.FaceDataset` opens, decided by content); the image
   header is read for its size; any other file, a missing file, is an error naming the annotation line.
+  ``--decode`` also decodes every image (``FaceDataset.validate``) and lists truncated or corrupt ones.
 - **WIDER ``invalid`` faces** (flag 1: the annotators judged the face unrecognisable) are dropped
   unless ``--keep-invalid``.
 - **Zero-size boxes** (width or height <= 0) are dropped: they mark no pixel. Listed in the report.
@@ -79,6 +81,8 @@ class ConversionReport:
     clipped: int = 0
     #: one line per dropped or clipped face: where it was and what happened
     notes: list[str] = field(default_factory=list)
+    #: with ``decode=True``: what FaceDataset.validate() found (None: images not decoded)
+    validation: Any = None
 
     def drop(self, reason: str, where: str, detail: str = "") -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -98,7 +102,17 @@ class ConversionReport:
         lines += [f"    {note}" for note in self.notes[:limit]]
         if len(self.notes) > limit:
             lines.append(f"    ... and {len(self.notes) - limit} more (report.notes)")
+        if self.validation is not None:
+            lines.append("  decoded every image (FaceDataset.validate): "
+                         + ("all readable, all boxes inside" if self.validation.ok else
+                            f"{len(self.validation.problems)} with a problem; fix or remove them:"))
+            lines += [f"    {p}" for p in self.validation.problems[:limit]]
         return "\n".join(lines)
+
+    @property
+    def ok(self) -> bool:
+        """False only when ``decode=True`` found images that cannot be used."""
+        return self.validation is None or self.validation.ok
 
     def __str__(self) -> str:
         return self.summary()
@@ -198,8 +212,9 @@ def _bbox_json_text(boxes: dict[str, list[list[float]]]) -> str:
 
 
 def _write_folder(entries: dict[str, tuple[Path, list[list[float]]]], out_dir: Path, copy: bool,
-                  report: ConversionReport) -> ConversionReport:
-    """Place every image, write bbox.json last, and read the folder back with the project's loader."""
+                  report: ConversionReport, decode: bool = False) -> ConversionReport:
+    """Place every image, write bbox.json last, and read the folder back with the project's loader
+    (and, with ``decode``, decode every image with :meth:`FaceDataset.validate`)."""
     if not entries:
         raise ConversionError(f"{report.source}: no image to convert")
     _prepare_out(out_dir)
@@ -213,6 +228,11 @@ def _write_folder(entries: dict[str, tuple[Path, list[list[float]]]], out_dir: P
     assert len(lists.files_train) == len(entries)
     report.images = len(entries)
     report.faces = sum(len(b) for b in boxes.values())
+    if decode:
+        from .dataset import FaceDataset
+
+        dataset = FaceDataset(lists.files_train, lists.labels_train, root=out_dir)
+        report.validation = dataset.validate(progress=False)
     return report
 
 
@@ -314,7 +334,8 @@ def _face_values(line: str, where: str) -> list[int]:
 
 
 def convert_wider(annot_txt: str | Path, images_dir: str | Path, out_dir: str | Path, *,
-                  keep_invalid: bool = False, beyond: str = "clip", copy: bool = False) -> ConversionReport:
+                  keep_invalid: bool = False, beyond: str = "clip", copy: bool = False,
+                  decode: bool = False) -> ConversionReport:
     """Convert a WIDER FACE annotation file and its images folder (``WIDER_train/images``) to ``out_dir``.
 
     See the module docstring for what is dropped, clipped or refused. Returns the report; raises
@@ -339,7 +360,7 @@ def convert_wider(annot_txt: str | Path, images_dir: str | Path, out_dir: str | 
             if box is not None:
                 boxes.append(box)
         entries[name] = (src, boxes)
-    return _write_folder(entries, out_dir, copy, report)
+    return _write_folder(entries, out_dir, copy, report, decode)
 
 
 # --------------------------------------------------------------------------------------- COCO
@@ -357,7 +378,7 @@ def _get(obj: Any, key: str, kind: type | tuple, where: str) -> Any:
 
 def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | Path, *,
                  category: str = "face", crowd: str = "skip", beyond: str = "clip",
-                 copy: bool = False) -> ConversionReport:
+                 copy: bool = False, decode: bool = False) -> ConversionReport:
     """Convert a COCO-style detection JSON (``images``, ``annotations``, ``categories``) for one category.
 
     ``bbox`` ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``. Every image entry is kept (``[]`` when
@@ -447,7 +468,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
         if box is not None:
             boxes[image_id].append(box)
     entries = {images[i][0]: (images_dir / images[i][0], boxes[i]) for i in images}
-    return _write_folder(entries, out_dir, copy, report)
+    return _write_folder(entries, out_dir, copy, report, decode)
 
 
 # --------------------------------------------------------------------------------------- command line
@@ -473,19 +494,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--beyond", choices=["clip", "error"], default="clip",
                        help="boxes reaching past the image: clip (default) or refuse")
         q.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
+        q.add_argument("--decode", action="store_true",
+                       help="also decode every image (FaceDataset.validate): finds truncated or corrupt files; "
+                            "exit status 1 if any")
     args = p.parse_args(argv)
     try:
         if args.format == "wider":
             report = convert_wider(args.annotations, args.images, args.out, keep_invalid=args.keep_invalid,
-                                   beyond=args.beyond, copy=args.copy)
+                                   beyond=args.beyond, copy=args.copy, decode=args.decode)
         else:
             report = convert_coco(args.annotations, args.images, args.out, category=args.category,
-                                  crowd=args.crowd, beyond=args.beyond, copy=args.copy)
+                                  crowd=args.crowd, beyond=args.beyond, copy=args.copy, decode=args.decode)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(report.summary())
-    return 0
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

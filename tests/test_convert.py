@@ -330,3 +330,19 @@ def test_wider_file_from_windows_and_coco_without_sizes(tmp_path):
             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]}
     (tmp_path / "c.json").write_text(json.dumps(coco))
     assert convert_coco(tmp_path / "c.json", tmp_path / "imgs", tmp_path / "o2").faces == 1
+
+
+def test_decode_finds_a_truncated_image_the_header_check_lets_through(tmp_path, capsys):
+    images = tmp_path / "imgs"
+    jpeg(images / "ok.jpg")
+    data = jpeg(images / "cut.jpg", seed=3).read_bytes()
+    (images / "cut.jpg").write_bytes(data[: len(data) // 2])  # the header is intact, the pixels are not
+    (tmp_path / "gt.txt").write_text("ok.jpg\n1\n1 1 5 5 0 0 0 0 0 0\ncut.jpg\n0\n")
+    plain = convert_wider(tmp_path / "gt.txt", images, tmp_path / "o1")
+    assert plain.ok and plain.validation is None
+    report = convert_wider(tmp_path / "gt.txt", images, tmp_path / "o2", decode=True)
+    assert not report.ok and [p.file.rsplit("/", 1)[-1] for p in report.validation.problems] == ["cut.jpg"]
+    assert "decoded every image (FaceDataset.validate): 1 with a problem" in report.summary()
+    assert "truncated JPEG" in report.summary()
+    assert main(["wider", str(tmp_path / "gt.txt"), str(images), str(tmp_path / "o3"), "--decode"]) == 1
+    assert "truncated JPEG" in capsys.readouterr().out
