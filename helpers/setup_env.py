@@ -23,9 +23,10 @@ MIN_VERSIONS = {
     "tqdm": "4.67",
     "psutil": "5.9",
     "webdataset": "1.0",
+    "skimage": "0.25",
 }
 #: Import name -> the name pip installs it by (only for what Colab might lack).
-PIP_NAMES = {"PIL": "pillow"}
+PIP_NAMES = {"PIL": "pillow", "skimage": "scikit-image"}
 #: Colab's runtime ships these, built for its CUDA: installing them would replace them, so never.
 NEVER_INSTALL = ("torch", "torchvision")
 
