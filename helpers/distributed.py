@@ -115,7 +115,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     pin = device.type == "cuda"
     workers = max(1, args.num_workers)
     if args.shards is None:
-        train_set = FaceDataset(lists.files_train, lists.labels_train, transform=default_pipeline(size))
+        train_set = FaceDataset(lists.files_train, lists.labels_train, transform=default_pipeline(size), root=args.data)
         loader = map_style_loader(train_set, args.batch_size, rank, world, args.seed, args.num_workers, pin)
         n_train, steps_per_epoch = len(train_set), len(loader)
         source = f"{n_train} train images, {len(loader.sampler)} per rank (padding {len(loader.sampler) * world - n_train})"
@@ -139,7 +139,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
                        batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers, seed=args.seed)
 
     # the test split, cut into disjoint parts without padding: every image is scored exactly once
-    test_set = FaceDataset(lists.files_test, lists.labels_test, transform=default_pipeline(size))
+    test_set = FaceDataset(lists.files_test, lists.labels_test, transform=default_pipeline(size), root=args.data)
     my_test = Subset(test_set, range(rank, len(test_set), world))
     test_loader = DataLoader(my_test, batch_size=args.batch_size, shuffle=False, num_workers=0)
 

@@ -414,7 +414,7 @@ def compare_throughput(data_dir: str | os.PathLike, shard_dir: str | os.PathLike
     data_dir = Path(data_dir)
     boxes = load_bboxes(data_dir / BBOX_FILE)
     names = sorted(boxes)
-    folder = FaceDataset([data_dir / n for n in names], [boxes[n] for n in names])
+    folder = FaceDataset([data_dir / n for n in names], [boxes[n] for n in names], root=data_dir)
     shards = ShardDataset(shard_paths(shard_dir), shuffle=False)
     image_files = [data_dir / n for n in names]
     shard_files = [Path(s) for s in shards.shards]
