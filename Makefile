@@ -84,6 +84,9 @@ skeleton: $(READY)
 bench: $(READY)
 	$(PY) -m helpers.bench memory
 	$(PY) -m helpers.bench speed
+	$(PY) -m helpers.shards write data_sample outputs/shards/data_sample --max-count 8 --quiet
+	$(PY) -m helpers.shards bench data_sample outputs/shards/data_sample
+	$(PY) -m helpers.shards bench data_sample outputs/shards/data_sample --cold
 
 clean:
 	rm -rf outputs .pytest_cache
