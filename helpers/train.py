@@ -567,16 +567,7 @@ def train(
                 except StopIteration:
                     break
                 wait += time.perf_counter() - t0
-                x, y = prepare_batch(batch, device, channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
-                    logits = model(x)
-                loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                loss_value = loss.item()  # also waits for the GPU, so the timings above are honest
+                loss_value = train_step(model, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last)
                 loss_sum += loss_value
                 n += 1
                 bar.update(1)

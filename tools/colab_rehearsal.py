@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from helpers.project import GITHUB_BRANCH, GITHUB_REPO, REPO_URL  # noqa: E402
+from run_notebooks import run_in_fresh_kernel  # noqa: E402 (tools/, next to this file)
 
 NOTEBOOKS = ROOT / "notebooks"
 KEEP = ("torch", "torchvision")
@@ -126,15 +125,8 @@ def rehearse(path: Path, tmp: Path, setup_only: bool, timeout: int,
     env = kernel_env(tmp)
     os.environ["JUPYTER_PATH"] = str(tmp / "jupyter")  # our python3 kernelspec comes first
     before = frozen()
-    ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(tmp / f"kernel-{path.stem}")}})
-    client = NotebookClient(nb, kernel_name="python3", timeout=timeout or None, record_timing=False,
-                            config=ipc, resources={"metadata": {"path": str(content)}})
     start = time.perf_counter()
-    try:
-        client.execute(env=env)
-    except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError
-        lines = [x for x in str(exc).splitlines() if x.strip()]
-        problem = problem or f"{type(exc).__name__}: {lines[-1] if lines else exc!r}"
+    problem = run_in_fresh_kernel(nb, content, timeout, env=env) or problem
     seconds = time.perf_counter() - start
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

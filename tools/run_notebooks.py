@@ -66,21 +66,30 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1]}" if lines else repr(exc)
 
 
+def run_in_fresh_kernel(nb, cwd: Path, timeout: int, env: dict[str, str] | None = None) -> str | None:
+    """Execute ``nb`` in place in a new ``python3`` kernel started in ``cwd``; the error in one line, or None.
+
+    Whatever goes wrong (a failing cell, a timeout, a kernel that dies) is returned, not raised, and the
+    outputs up to it stay in ``nb``. The kernel talks over IPC sockets in a private folder, not TCP on
+    localhost (no "TCP without encryption" warning); no timing metadata is recorded.
+    """
+    with tempfile.TemporaryDirectory(prefix="kernel-") as tmp:
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
+        client = NotebookClient(nb, kernel_name="python3", timeout=timeout or None, record_timing=False,
+                                config=ipc, resources={"metadata": {"path": str(cwd)}})
+        try:
+            client.execute(**({"env": env} if env is not None else {}))
+        except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError, ...
+            return first_line(exc)
+    return None
+
+
 def execute(path: Path, out_path: Path, timeout: int) -> tuple[float, list[str], str | None]:
     nb = nbformat.read(path, as_version=4)
     os.environ[PROGRESS_ENV] = "0"  # the kernel inherits it: one line per epoch, no bar frames
-    with tempfile.TemporaryDirectory(prefix="kernel-") as tmp:
-        # IPC sockets in a private folder instead of TCP on localhost (no "TCP without encryption").
-        ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})
-        client = NotebookClient(nb, kernel_name="python3", timeout=timeout or None, record_timing=False,
-                                config=ipc, resources={"metadata": {"path": str(NOTEBOOKS)}})
-        start = time.perf_counter()
-        error = None
-        try:
-            client.execute()
-        except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError, ...
-            error = first_line(exc)
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    error = run_in_fresh_kernel(nb, NOTEBOOKS, timeout)
+    seconds = time.perf_counter() - start
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     paths = machine_paths(nb)
