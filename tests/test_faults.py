@@ -150,9 +150,15 @@ def test_a_full_dev_shm_gives_the_error_users_see_and_the_fixes_work():
     # 4 MiB batches from 2 workers into a 1 MiB /dev/shm: the workers cannot allocate the batch.
     full = _run_shm(["file_descriptor", "2", "4"], small_shm=True)
     assert full.returncode != 0
-    assert "Caught RuntimeError in DataLoader worker process" in full.stderr
-    assert "unable to allocate shared memory(shm) for file" in full.stderr
-    assert "No space left on device (28)" in full.stderr
+    # Either form docs/troubleshooting.md quotes, depending on where the allocation fails: torch 2.14
+    # reserves the segment up front (ENOSPC, first form); torch 2.9 (Colab's kind) maps it and the worker
+    # dies of SIGBUS while writing the batch (second form).
+    no_space = all(m in full.stderr for m in ("Caught RuntimeError in DataLoader worker process",
+                                              "unable to allocate shared memory(shm) for file",
+                                              "No space left on device (28)"))
+    bus_error = ("Unexpected bus error encountered in worker. This might be caused by insufficient shared "
+                 "memory (shm)") in full.stderr
+    assert no_space or bus_error, full.stderr[-2000:]
     # file_system shares through /dev/shm too: it is not a fix for a SMALL /dev/shm
     assert _run_shm(["file_system", "2", "4"], small_shm=True).returncode != 0
     # the fixes: no workers (nothing to share), or batches that fit
