@@ -29,6 +29,7 @@ def progress_bars(default: bool = True) -> bool:
 
 def source_of(obj) -> tuple[str, str]:
     """The source text of a module, class, function or method, and where it lives (``path:first-last``)."""
+    obj = inspect.unwrap(obj)  # a decorated function (e.g. @torch.no_grad()) lives in our file, not torch's
     lines, first = inspect.getsourcelines(obj)
     path = Path(inspect.getsourcefile(obj)).resolve()
     try:
