@@ -36,9 +36,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from helpers.project import GITHUB_BRANCH, GITHUB_REPO, REPO_URL  # noqa: E402
-from run_notebooks import run_in_fresh_kernel  # noqa: E402 (tools/, next to this file)
+from run_notebooks import (  # noqa: E402 (tools/, next to this file)
+    DEFAULT_TIMEOUT, run_in_fresh_kernel, select_notebooks)
 
-NOTEBOOKS = ROOT / "notebooks"
 KEEP = ("torch", "torchvision")
 #: Loaded by IPython at kernel start (IPYTHONDIR/profile_default/startup): Colab's module, as a stub.
 COLAB_STUB = '''import sys, types
@@ -159,12 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("only", nargs="*", help="only notebooks whose file name contains one of these")
     parser.add_argument("--setup-only", action="store_true", help="run only each notebook's Setup cell")
-    parser.add_argument("--timeout", type=int, default=5400, help="seconds per cell, 0 for none")
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per cell, 0 for none")
     parser.add_argument("--out", type=Path, default=None, help="write the executed notebooks here")
     args = parser.parse_args(argv)
-    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    if args.only:
-        paths = [p for p in paths if any(s in p.name for s in args.only)]
+    paths = select_notebooks(args.only)
     if not paths:
         print("no notebook matched", args.only)
         return 1

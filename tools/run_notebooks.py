@@ -60,6 +60,12 @@ def machine_paths(nb) -> list[str]:
     return hits
 
 
+def select_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The notebooks in reading order, or only those whose file name contains one of ``only``."""
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    return [p for p in paths if any(s in p.name for s in only)] if only else paths
+
+
 def first_line(exc: BaseException) -> str:
     """A one-line reason: the exception's last non-empty line (a cell's error is at the end)."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
@@ -107,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per cell, 0 for no limit (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    if args.only:
-        paths = [p for p in paths if any(s in p.name for s in args.only)]
+    paths = select_notebooks(args.only)
     if not paths:
         print("no notebook matched", args.only)
         return 1
