@@ -1,6 +1,17 @@
-"""Benchmark commands: ``python -m helpers.bench memory`` (the index's memory with DataLoader workers,
-lists versus NumPy arrays) and ``python -m helpers.bench speed`` (pipeline images/s against the
-JPEG-decode limit). Each prints a small table; the functions behind them return the numbers.
+"""The speed and memory benchmark: ``python -m helpers.bench all --json outputs/bench/bench.json``.
+
+Subcommands: ``all`` (everything below), ``speed`` (the input pipeline against the decode limit),
+``decode`` (decode paths side by side), ``memory`` (total PSS of main + workers as the data set
+grows), ``index`` (the index alone, lists versus NumPy arrays, 1,000,000 entries) and ``report``
+(a JSON result as the markdown tables of docs/benchmarks.md). ``--tiny`` runs everything on a few
+images in seconds (the tests); ``--size notebook`` is what notebook 08 runs.
+
+The rules every figure follows: a ratio compares variants alternated within one run (>= 3 rounds,
+the median of the per-round ratios); the decode limit is warm, single-threaded and does the same
+work as the pipeline's decode (decode + resize to the training size, per decode path); the 0-worker
+pipeline runs with 1 torch thread; and a short CPU-bound probe run in 1 and in N processes says
+whether this process really got the cores it counts (``contended`` in the JSON, a warning line in
+the tables).
 """
 from __future__ import annotations
 
@@ -95,7 +106,42 @@ def format_memory(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- speed -----------------------------------------------------------------------------------------
+# --- configurations ------------------------------------------------------------------------------
+
+#: Training sizes (height, width) of the two run configurations (helpers.runconfig: quick, full).
+TRAINING_SIZES = ((120, 160), (240, 320))
+#: Decode paths compared; ``pillow`` (full decode + Pillow bilinear resize) is the reference.
+DECODE_PATHS = ("pillow", "pillow-draft", "simplejpeg", "pyturbojpeg", "torchvision", "torchcodec")
+#: Decode paths the pipeline (FaceDataset) can use: full decode, or draft decoding (``decode_size``).
+PIPELINE_PATHS = ("pillow", "pillow-draft")
+#: A probe this much slower in N processes than in 1 means the N cores are not all ours.
+CONTENTION_SLOWDOWN = 1.3
+#: The memory target: total PSS of main + workers with 100x the entries, array storage.
+GROWTH_TARGET = 1.10
+
+SIZES: dict[str, dict[str, Any]] = {
+    # `make bench`: the figures of docs/benchmarks.md (about 10-15 minutes on 2 idle cores).
+    "full": dict(n_images=64, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 64), rounds=3,
+                 timed_images=768, decode_images=64, memory_entries=(1_000, 100_000), memory_sources=256,
+                 memory_batches=None, memory_loader_batch=64, index_entries=1_000_000),
+    # notebook 08: both sizes, a partial memory pass spread over the whole index (about a minute).
+    "notebook": dict(n_images=16, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 64), rounds=3,
+                     timed_images=192, decode_images=16, memory_entries=(1_000, 100_000), memory_sources=64,
+                     memory_batches=6, memory_loader_batch=64, index_entries=100_000),
+    # the tests: seconds.
+    "tiny": dict(n_images=6, sizes=TRAINING_SIZES, workers=(0, 2), loader_batches=(4,), rounds=3,
+                 timed_images=16, decode_images=6, memory_entries=(1_000, 3_000), memory_sources=6,
+                 memory_batches=3, memory_loader_batch=8, index_entries=3_000),
+}
+
+
+def _median(values: Sequence[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
+# --- the machine -----------------------------------------------------------------------------------
 
 
 def usable_cpus() -> int:
@@ -106,117 +152,813 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def decode_rate(files: Sequence[str], repeats: int = 3) -> float:
-    """Images per second that Pillow decodes to RGB in this one process (open + convert): the limit."""
-    from PIL import Image
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    import platform
 
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for f in files:
-            with Image.open(f) as im:
-                im.convert("RGB")
-    return repeats * len(files) / (time.perf_counter() - start)
-
-
-def pipeline_rate(
-    files: Sequence[str], labels: Sequence, size: tuple[int, int], num_workers: int,
-    repeats: int = 3, batch_size: int = 16,
-) -> float:
-    """Images per second through FaceDataset + Rescale + ConvertGroundTruth + ToTensor + DataLoader.
-
-    The clock starts when the first batch has arrived, so worker start-up is not counted.
-    """
-    from torch.utils.data import DataLoader
-
-    from .dataset import FaceDataset
-    from .transforms import default_pipeline
-
-    dataset = FaceDataset(files, labels, transform=default_pipeline(size))
-    order = list(range(len(dataset))) * repeats
-    loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
-        multiprocessing_context="fork" if num_workers > 0 and sys.platform.startswith("linux") else None,
-    )
-    batches = iter(loader)
-    next(batches)
-    start = time.perf_counter()
-    count = sum(len(batch["name"]) for batch in batches)
-    seconds = time.perf_counter() - start
-    del batches
-    return count / seconds
-
-
-def run_speed(
-    data_dir: str | Path = DATA_SAMPLE, size: tuple[int, int] = (192, 256),
-    workers: Sequence[int] = (0, 2), repeats: int = 3, batch_size: int = 16, torch_threads: int | None = None,
-) -> dict[str, Any]:
-    """Decode-only images/s (one process) and pipeline images/s for each worker count, on ``data_dir``.
-
-    Each pipeline figure is compared with its decode limit: the one-process decode rate times the
-    processes that decode in parallel, ``min(max(workers, 1), usable CPUs)``. ``torch_threads`` sets
-    torch's intra-op threads in this process for the run (restored after): with 0 workers the batch is
-    collated (``torch.stack``) here, and on busy cores an OpenMP thread that is not scheduled stalls
-    every stack. DataLoader workers always use 1 thread.
-    """
-    import torch
-
-    from .datafiles import read_file_lists
-
-    lists = read_file_lists(data_dir, test_fraction=0.0)
-    files, labels = lists.files_train, lists.labels_train
-    previous = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
     try:
-        decode = decode_rate(files, repeats)
-        cpus = usable_cpus()
-        rows = []
-        for w in workers:
-            rate = pipeline_rate(files, labels, size, w, repeats, batch_size)
-            limit = decode * min(max(w, 1), cpus)
-            rows.append({"workers": w, "images_per_s": rate, "decode_limit": limit, "ratio": rate / limit})
-        threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores usable by this process, CPU model, memory, and the versions that decide the figures."""
+    import platform
+
+    import numpy
+    import PIL
+    import psutil
+    import torch
+    import torchvision
+    from PIL import features
+
     return {
-        "data_dir": relative(data_dir), "n_images": len(files), "size": tuple(size), "repeats": repeats,
-        "batch_size": batch_size, "cpus": cpus, "torch_threads": threads, "decode_per_s": decode,
-        "pipeline": rows,
+        "cores": usable_cpus(),
+        "logical_cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pillow": PIL.__version__,
+        "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "numpy": numpy.__version__,
+        "cuda": torch.cuda.is_available(),
     }
 
 
-def format_speed(results: dict[str, Any]) -> str:
-    """The table :func:`run_speed`'s results print as."""
-    h, w = results["size"]
-    lines = [
-        f"{results['n_images']} images from {results['data_dir']}, {results['repeats']} passes each; "
-        f"rescaled to {h}x{w}; batch size {results['batch_size']}; {results['cpus']} usable CPUs; "
-        f"torch threads in the main process: {results['torch_threads']}",
-        f"{'':<34} {'images/s':>9} {'decode limit':>13} {'/ limit':>8}",
-        f"{'decode only (PIL open+RGB, 1 proc)':<34} {results['decode_per_s']:>9.1f} "
-        f"{results['decode_per_s']:>13.1f} {1.0:>8.2f}",
-    ]
-    for row in results["pipeline"]:
-        label = f"pipeline, {row['workers']} worker{'s' if row['workers'] != 1 else ''}"
-        lines.append(
-            f"{label:<34} {row['images_per_s']:>9.1f} {row['decode_limit']:>13.1f} {row['ratio']:>8.2f}"
-        )
-    lines.append("decode limit = one-process decode rate x min(max(workers, 1), usable CPUs)")
-    return "\n".join(lines)
+def _spin(n: int) -> float:
+    """CPU-bound pure-Python work; returns its own wall time."""
+    start = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.perf_counter() - start
+
+
+def contention_probe(cores: int | None = None, work: int = 1_500_000) -> dict[str, Any]:
+    """Time a short CPU-bound loop in 1 process, then in ``cores`` processes at once.
+
+    On cores that are ours alone, N copies take as long as one (``slowdown`` ~1.0); another load on
+    the machine (or fewer real cores than the affinity mask says) makes them slower. ``contended`` is
+    True when the slowdown exceeds :data:`CONTENTION_SLOWDOWN`. The load average is recorded too.
+    """
+    import multiprocessing
+
+    import psutil
+
+    cores = cores or usable_cpus()
+    single = min(_spin(work) for _ in range(3))
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+    with ctx.Pool(cores) as pool:
+        pool.map(_spin, [1000] * cores)  # start-up
+        parallel = _median(pool.map(_spin, [work] * cores))
+    slowdown = parallel / single
+    try:
+        load = [round(v, 2) for v in psutil.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {"processes": cores, "single_s": round(single, 4), "parallel_s": round(parallel, 4),
+            "slowdown": round(slowdown, 3), "loadavg": load, "contended": slowdown > CONTENTION_SLOWDOWN}
+
+
+# --- decode paths --------------------------------------------------------------------------------
+
+
+def _resize_pil(img, size: tuple[int, int]):
+    """A PIL image resized to (h, w) with Pillow's bilinear (antialiased) filter, as an HxWx3 array."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(img)
+
+
+def _resize_array_pil(array, size: tuple[int, int]):
+    import numpy as np
+    from PIL import Image
+
+    if array.shape[:2] == tuple(size):
+        return np.asarray(array)
+    return _resize_pil(Image.fromarray(array), size)
+
+
+def _pillow(path: str, size: tuple[int, int], draft: bool = False):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if draft:
+            im.draft("RGB", (size[1], size[0]))  # JPEG DCT scaling by 1/2, 1/4 or 1/8, never below size
+        im.load()
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+        return _resize_pil(rgb, size)
+
+
+def _decoder(name: str):
+    """``(decode(path, size) -> HxWx3 uint8, note)`` for decode path ``name``; raises ImportError,
+    OSError or RuntimeError (with the reason) when it cannot run here."""
+    import warnings
+
+    import numpy as np
+
+    if name == "pillow":
+        return (lambda p, s: _pillow(p, s)), "full decode + Pillow bilinear resize (the reference)"
+    if name == "pillow-draft":
+        return (lambda p, s: _pillow(p, s, draft=True)), "Image.draft: DCT-domain downscale, then Pillow bilinear"
+    if name == "simplejpeg":
+        import simplejpeg
+
+        def decode(p, s):
+            with open(p, "rb") as f:
+                data = f.read()
+            arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=s[0], min_width=s[1])
+            return _resize_array_pil(arr, s)
+        return decode, f"simplejpeg {simplejpeg.__version__}: min_height/min_width scaled decode, then Pillow bilinear"
+    if name == "pyturbojpeg":
+        import turbojpeg
+
+        tj = turbojpeg.TurboJPEG()  # raises when the system libturbojpeg cannot be loaded
+        factors = sorted(tj.scaling_factors, key=lambda f: f[0] / f[1])
+
+        def decode(p, s):
+            with open(p, "rb") as f:
+                data = f.read()
+            width, height = tj.decode_header(data)[:2]
+            factor = next(((n, d) for n, d in factors
+                           if -(-width * n // d) >= s[1] and -(-height * n // d) >= s[0]), (1, 1))
+            arr = tj.decode(data, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=factor)
+            return _resize_array_pil(arr, s)
+        return decode, "PyTurboJPEG: scaled decode (largest reduction that keeps the size), then Pillow bilinear"
+    if name in ("torchvision", "torchcodec"):
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        if name == "torchvision":
+            from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+            def raw(p):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return decode_jpeg(read_file(p), mode=ImageReadMode.RGB)
+            note = ("torchvision.io.decode_jpeg + v2.Resize(antialias=True); torchvision 0.29 marks its "
+                    "image decoders deprecated in favour of torchcodec")
+        else:
+            from torchcodec.decoders import decode_jpeg as tc_decode_jpeg
+
+            def raw(p):
+                return tc_decode_jpeg(p)
+            note = "torchcodec.decoders.decode_jpeg (torchcodec >= 0.16 decodes images) + v2.Resize(antialias=True)"
+
+        def decode(p, s):
+            t = raw(p)
+            if tuple(t.shape[-2:]) != tuple(s):
+                t = F.resize(t, list(s), antialias=True)
+            return np.asarray(t.permute(1, 2, 0).contiguous().numpy())
+        _ = torch
+        return decode, note
+    raise ValueError(f"unknown decode path {name!r}; expected one of {DECODE_PATHS}")
+
+
+def decoder_availability(name: str, probe_file: str | None = None) -> tuple[Any, str | None, str]:
+    """``(decode or None, reason unavailable or None, note)``: a missing library is a reason, not an error."""
+    try:
+        decode, note = _decoder(name)
+        if probe_file is not None:
+            decode(probe_file, (8, 8))
+        return decode, None, note
+    except Exception as e:  # ImportError, OSError (no libturbojpeg), RuntimeError ...
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        return None, reason, ""
+
+
+def _time_decode(decode, files: Sequence[str], size: tuple[int, int], n: int) -> float:
+    """Images/s of ``decode`` over ``n`` images cycling through ``files``, warm (one untimed image first)."""
+    decode(files[0], size)
+    start = time.perf_counter()
+    for i in range(n):
+        decode(files[i % len(files)], size)
+    return n / (time.perf_counter() - start)
+
+
+def run_decode(files: Sequence[str], sizes=TRAINING_SIZES, paths: Sequence[str] = DECODE_PATHS,
+               n_images: int = 64, rounds: int = 3) -> list[dict[str, Any]]:
+    """Each decode path, single-threaded, alternated within each of ``rounds`` rounds, per size:
+    ``images_per_s`` (median), ``ratio_to_pillow`` (median of the per-round ratios) and the pixel
+    difference from the reference (full decode + Pillow bilinear): ``mean_abs_diff`` (grey levels,
+    over every pixel of every image) and ``max_abs_diff``."""
+    import numpy as np
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        available = {}
+        rows: list[dict[str, Any]] = []
+        for name in paths:
+            decode, reason, note = decoder_availability(name, files[0])
+            available[name] = (decode, reason, note)
+        for size in sizes:
+            size = tuple(size)
+            rates: dict[str, list[float]] = {n: [] for n in paths if available[n][0]}
+            for r in range(rounds):
+                order = list(rates)
+                order = order[r % len(order):] + order[: r % len(order)]
+                for name in order:
+                    rates[name].append(_time_decode(available[name][0], files, size, n_images))
+            reference = [available["pillow"][0](f, size).astype(np.int16) for f in files]
+            for name in paths:
+                decode, reason, note = available[name]
+                row: dict[str, Any] = {"name": name, "size": list(size), "available": decode is not None,
+                                       "reason": reason, "note": note}
+                if decode is None:
+                    row.update(images_per_s=None, ratio_to_pillow=None, mean_abs_diff=None, max_abs_diff=None)
+                else:
+                    diffs = [np.abs(decode(f, size).astype(np.int16) - ref) for f, ref in zip(files, reference)]
+                    row.update(
+                        images_per_s=round(_median(rates[name]), 1),
+                        ratio_to_pillow=round(_median([a / b for a, b in zip(rates[name], rates["pillow"])]), 3),
+                        mean_abs_diff=round(float(np.mean([d.mean() for d in diffs])), 3),
+                        max_abs_diff=int(max(d.max() for d in diffs)),
+                    )
+                rows.append(row)
+        return rows
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --- the pipeline against the limit --------------------------------------------------------------
+
+
+def draft_supported() -> bool:
+    """Whether this FaceDataset takes ``decode_size`` (draft JPEG decoding)."""
+    import inspect
+
+    from .dataset import FaceDataset
+
+    return "decode_size" in inspect.signature(FaceDataset.__init__).parameters
+
+
+def _face_dataset(files, labels, size, decode_path: str, root=None):
+    from .dataset import FaceDataset
+    from .transforms import default_pipeline
+
+    extra = {}
+    if draft_supported():
+        extra["decode_size"] = tuple(size) if decode_path == "pillow-draft" else None
+    elif decode_path == "pillow-draft":
+        raise RuntimeError("this FaceDataset has no decode_size (draft decoding)")
+    return FaceDataset(files, labels, transform=default_pipeline(tuple(size)), root=root, **extra)
+
+
+def _tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its live children (the DataLoader workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return total
+
+
+def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_batch: int,
+                  timed_images: int) -> tuple[float, float]:
+    """``(images/s, CPU ms per image)`` of FaceDataset + default_pipeline + DataLoader, steady state.
+
+    The clock runs between two points where the loader is in steady state: after every worker has
+    delivered two batches (start-up and warm-up left out) and before the last ``workers x
+    prefetch_factor`` batches (the queue is full at both marks, so prefetched batches are not
+    counted as free). CPU time is that of the main process and the workers over the same interval.
+    """
+    from torch.utils.data import DataLoader
+
+    dataset = _face_dataset(files, labels, size, decode_path)
+    prefetch = 2
+    warm = loader_batch * max(workers, 1) * 2
+    tail = loader_batch * workers * prefetch
+    total = warm + timed_images + tail
+    order = [i % len(files) for i in range(total)]
+    fork = "fork" if workers > 0 and sys.platform.startswith("linux") else None
+    loader = DataLoader(dataset, batch_size=loader_batch, sampler=order, num_workers=workers,
+                        persistent_workers=workers > 0, multiprocessing_context=fork,
+                        prefetch_factor=prefetch if workers > 0 else None)
+    count, start, cpu_start, n_start = 0, None, 0.0, 0
+    result = None
+    batches = iter(loader)
+    for batch in batches:
+        count += len(batch["name"])
+        if start is None and count >= warm:
+            start, cpu_start, n_start = time.perf_counter(), _tree_cpu_seconds(), count
+        elif start is not None and count - n_start >= timed_images:
+            seconds = time.perf_counter() - start
+            cpu = _tree_cpu_seconds() - cpu_start
+            result = ((count - n_start) / seconds, 1000 * cpu / (count - n_start))
+            break
+    del batches, loader
+    if result is None:
+        raise RuntimeError("pipeline_once: the pass ended before the timed interval did")
+    return result
+
+
+def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELINE_PATHS,
+              workers: Sequence[int] = (0, 1, 2), loader_batches: Sequence[int] = (8, 64),
+              rounds: int = 3, timed_images: int = 768) -> dict[str, Any]:
+    """The pipeline's images/s for each (decode path, num_workers, loader batch) against its limit.
+
+    Per size and decode path, each round times the limit (warm single-thread decode + resize to the
+    training size, :func:`run_decode`'s work, in this process) and every pipeline variant, in an order
+    rotated from round to round. ``ratio_to_limit`` = pipeline rate / (min(max(workers, 1), cores) x
+    the limit of the same round and decode path); medians over rounds. Torch runs 1 thread here
+    (the 0-worker row), as DataLoader workers do.
+    """
+    import torch
+
+    cores = usable_cpus()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    limits: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for size in sizes:
+            size = tuple(size)
+            for path in paths:
+                if path == "pillow-draft" and not draft_supported():
+                    limits.append({"size": list(size), "decode_path": path, "images_per_s": None,
+                                   "reason": "FaceDataset has no decode_size here"})
+                    continue
+                decode, _, _ = decoder_availability(path)
+                variants = [("limit", 0, 0)] + [("pipeline", w, b) for w in workers for b in loader_batches]
+                got: dict[tuple, list] = {v: [] for v in variants}
+                for r in range(rounds):
+                    order = variants[r % len(variants):] + variants[: r % len(variants)]
+                    for v in order:
+                        if v[0] == "limit":
+                            got[v].append(_time_decode(decode, files, size, max(timed_images // 2, len(files))))
+                        else:
+                            got[v].append(pipeline_once(files, labels, size, path, v[1], v[2], timed_images))
+                limit_rates = got[("limit", 0, 0)]
+                limits.append({"size": list(size), "decode_path": path,
+                               "images_per_s": round(_median(limit_rates), 1), "rounds": limit_rates})
+                for v in variants[1:]:
+                    _, w, b = v
+                    parallel = min(max(w, 1), cores)
+                    rates = [rate for rate, _ in got[v]]
+                    rows.append({
+                        "size": list(size), "decode_path": path, "num_workers": w, "loader_batch": b,
+                        "images_per_s": round(_median(rates), 1),
+                        "cpu_ms_per_image": round(_median([c for _, c in got[v]]), 3),
+                        "limit_images_per_s": round(parallel * _median(limit_rates), 1),
+                        "ratio_to_limit": round(_median([rate / (parallel * lim)
+                                                         for rate, lim in zip(rates, limit_rates)]), 3),
+                    })
+    finally:
+        torch.set_num_threads(previous)
+    return {"limit": limits, "pipeline": rows, "torch_threads": 1, "cores": cores}
+
+
+# --- per-stage time ------------------------------------------------------------------------------
+
+
+def stage_times(files, labels, size=(120, 160), decode_path: str = "pillow", batch: int = 8,
+                repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per image of each stage of the pipeline, in this process, 1 thread, warm:
+    read the file, decode (full, or draft for ``pillow-draft``), resize, mask, ToTensor, collate.
+    The minimum over ``repeats`` passes (the least disturbed one)."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch.utils.data import default_collate
+
+    from .transforms import ConvertGroundTruth, Rescale, ToTensor
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        best: dict[str, float] = {}
+        rescale, mask, to_tensor = Rescale(tuple(size)), ConvertGroundTruth(), ToTensor()
+        for _ in range(repeats + 1):  # the first pass warms up and is not counted
+            t = dict.fromkeys(("read", "decode", "resize", "mask", "to_tensor", "collate"), 0.0)
+            done = []
+            for f, boxes in zip(files, labels):
+                c0 = time.perf_counter()
+                with open(f, "rb") as fh:
+                    data = fh.read()
+                c1 = time.perf_counter()
+                with Image.open(io.BytesIO(data)) as im:
+                    if decode_path == "pillow-draft":
+                        im.draft("RGB", (size[1], size[0]))
+                    im.load()
+                    image = np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
+                c2 = time.perf_counter()
+                s = rescale({"image": image, "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4)})
+                c3 = time.perf_counter()
+                s = mask(s)
+                c4 = time.perf_counter()
+                s = to_tensor(s)
+                c5 = time.perf_counter()
+                for k, a, b in (("read", c0, c1), ("decode", c1, c2), ("resize", c2, c3), ("mask", c3, c4),
+                                ("to_tensor", c4, c5)):
+                    t[k] += b - a
+                done.append(s)
+            for i in range(0, len(done), batch):
+                c0 = time.perf_counter()
+                default_collate(done[i:i + batch])
+                t["collate"] += time.perf_counter() - c0
+            per_image = {k: 1000 * v / len(files) for k, v in t.items()}
+            if "_warm" not in best:
+                best["_warm"] = 1.0
+                continue
+            for k, v in per_image.items():
+                best[k] = min(best.get(k, float("inf")), v)
+        best.pop("_warm")
+        return {k: round(v, 4) for k, v in best.items()}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def masks_identical(files, labels, size) -> bool | None:
+    """Whether draft decoding leaves every mask and box as the full decode makes them (None: no draft)."""
+    import numpy as np
+
+    if not draft_supported():
+        return None
+    full = _face_dataset(files, labels, size, "pillow")
+    draft = _face_dataset(files, labels, size, "pillow-draft")
+    for i in range(len(full)):
+        a, b = full[i], draft[i]
+        if not np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"])):
+            return False
+        if tuple(a["image"].shape) != tuple(b["image"].shape):
+            return False
+    return True
+
+
+# --- memory as the data set grows ----------------------------------------------------------------
+
+_MEMORY_MARK = "BENCH-MEMORY-RESULT "
+
+
+def prepare_memory_folder(root: str | Path, entries: int, sources: int, source_dir: str | Path | None = None) -> Path:
+    """A data folder of ``entries`` images that costs the disk only ``sources`` JPEGs: ``root/src``
+    holds ``sources`` generated scenes (helpers.synth), and ``root/n<entries>`` holds ``bbox.json``
+    plus ``entries`` hard links to them (``image_0000001.jpg`` -> source ``i % sources``), each with
+    its source's boxes. ``source_dir`` (a folder with bbox.json) uses its images instead of generating."""
+    import json
+    import shutil
+
+    from .datafiles import load_bboxes
+
+    root = Path(root)
+    src = root / f"src{sources}"
+    if source_dir is not None:
+        src = Path(source_dir)
+    elif not (src / "bbox.json").is_file():
+        from .synth import generate
+
+        generate(src, sources, seed=7, progress=False)
+    boxes = load_bboxes(src / "bbox.json")
+    names = sorted(boxes)[:sources]
+    folder = root / f"n{entries}-from-{len(names)}"
+    if (folder / "bbox.json").is_file():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    index = {}
+    for i in range(entries):
+        source = names[i % len(names)]
+        name = f"image_{i:07d}.jpg"
+        try:
+            os.link(src / source, folder / name)
+        except OSError:  # a file system without hard links
+            os.symlink((src / source).resolve(), folder / name)
+        index[name] = boxes[source]
+    (folder / "bbox.json").write_text(json.dumps(index))
+    return folder
+
+
+def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int, loader_batch: int,
+                 max_batches: int | None, draft: bool) -> dict[str, Any]:
+    """In a fresh process: the real FaceDataset + default_pipeline + make_loader (build_loaders'
+    construction: shuffled, seeded, persistent workers) over ``folder``, one pass (or ``max_batches``
+    batches, drawn shuffled from the whole index); PSS of main + workers sampled during and after."""
+    import gc
+
+    from .datafiles import read_file_lists
+    from .loader import make_loader
+    from .memory import pss_of_tree, release_freed_heap, tree_memory
+    from .storage import BoxArray, PathArray
+
+    lists = read_file_lists(folder, test_fraction=0.0)
+    files, labels = lists.files_train, lists.labels_train
+    del lists
+    if storage == "array":
+        files, labels = PathArray(files), BoxArray(labels)
+    elif storage != "list":
+        raise ValueError(f"storage must be 'list' or 'array', got {storage!r}")
+    dataset = _face_dataset(files, labels, size, "pillow-draft" if draft else "pillow", root=folder)
+    del files, labels
+    gc.collect()
+    release_freed_heap()
+    single = pss_of_tree()
+    loader = make_loader(dataset, loader_batch, shuffle=True, seed=0, num_workers=workers, pin_memory=False,
+                         persistent_workers=workers > 0)
+    n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
+    sample_every = max(1, n_batches // 20)
+    peak = 0
+    jpeg_bytes = 0
+    images = 0
+    start = time.perf_counter()
+    for k, batch in enumerate(loader):
+        for name in batch["name"]:
+            jpeg_bytes += os.stat(os.path.join(folder, name)).st_size
+        images += len(batch["name"])
+        if k % sample_every == 0:
+            peak = max(peak, pss_of_tree())
+        if k + 1 >= n_batches:
+            break
+    seconds = time.perf_counter() - start
+    per_process = tree_memory()
+    total = sum(per_process.values())
+    peak = max(peak, total)
+    result = {
+        "entries": len(dataset), "storage": storage, "size": list(size), "decode_size": list(size) if draft else None,
+        "num_workers": workers, "loader_batch": loader_batch, "batches": n_batches, "images_read": images,
+        "full_pass": n_batches == len(loader), "single_pss_mb": round(single / MiB, 1),
+        "total_pss_mb": round(total / MiB, 1), "peak_total_pss_mb": round(peak / MiB, 1),
+        "main_pss_mb": round(per_process[os.getpid()] / MiB, 1),
+        "worker_pss_mb": [round(v / MiB, 1) for p, v in per_process.items() if p != os.getpid()],
+        "jpeg_bytes_read": int(jpeg_bytes), "pass_seconds": round(seconds, 2),
+    }
+    del loader
+    return result
+
+
+def measure_memory(folder: str | Path, storage: str, size=(120, 160), workers: int = 2, loader_batch: int = 64,
+                   max_batches: int | None = None, draft: bool | None = None, timeout: float = 3600) -> dict[str, Any]:
+    """:func:`_memory_here` in a FRESH Python process (nothing left over from an earlier measurement)."""
+    import json
+    import subprocess
+
+    from .project import ROOT
+
+    if draft is None:
+        draft = draft_supported()
+    cmd = [sys.executable, "-m", "helpers.bench", "memory-child", "--folder", str(folder), "--storage", storage,
+           "--size", str(size[0]), str(size[1]), "--workers", str(workers), "--loader-batch", str(loader_batch)]
+    if max_batches is not None:
+        cmd += ["--max-batches", str(max_batches)]
+    if draft:
+        cmd.append("--draft")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(_MEMORY_MARK)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"memory measurement ({storage}, {folder}) failed with exit code "
+                           f"{done.returncode}:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(_MEMORY_MARK):])
+
+
+def run_memory_growth(root: str | Path, entries: Sequence[int] = (1_000, 100_000), sources: int = 256,
+                      storages: Sequence[str] = ("list", "array"), size=(120, 160), workers: int = 2,
+                      loader_batch: int = 64, max_batches: int | None = None,
+                      source_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Total PSS of main + workers after a pass, for each index size and storage, each in a fresh
+    process; ``ratio_to_1k`` divides by the smallest index's figure of the same storage. The largest
+    array run also gives the "bigger than memory" figures: ``jpeg_bytes_read`` against
+    ``peak_total_pss_mb``."""
+    folders = {n: prepare_memory_folder(root, n, sources, source_dir) for n in entries}
+    rows = []
+    for n in entries:
+        for storage in storages:
+            rows.append(measure_memory(folders[n], storage, size, workers, loader_batch, max_batches))
+    smallest = min(entries)
+    base = {r["storage"]: r["total_pss_mb"] for r in rows if r["entries"] == smallest}
+    for r in rows:
+        r["ratio_to_1k"] = round(r["total_pss_mb"] / base[r["storage"]], 3)
+        r["bytes_read_over_peak_pss"] = round(r["jpeg_bytes_read"] / (r["peak_total_pss_mb"] * MiB), 2)
+    return rows
+
+
+# --- everything, and the JSON ----------------------------------------------------------------------
+
+
+def sample_files(n: int, data_dir: str | Path = DATA_SAMPLE) -> tuple[list[str], list]:
+    """The first ``n`` images of ``data_dir`` (default data_sample: 640x480 JPEGs) and their boxes."""
+    from .datafiles import read_file_lists
+
+    lists = read_file_lists(data_dir, test_fraction=0.0)
+    return lists.files_train[:n], lists.labels_train[:n]
+
+
+def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequence[str] = ("speed", "decode", "memory", "index"),
+            work_dir: str | Path | None = None, data_dir: str | Path = DATA_SAMPLE, command: str | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark parts of configuration ``size`` (:data:`SIZES`) and return (and write to
+    ``json_path``) one dict: ``machine``, ``contention``/``contended``, ``limit``, ``pipeline``,
+    ``decode_paths``, ``masks_identical``, ``stages``, ``memory``, ``index_memory``."""
+    import json
+    import platform
+
+    from .project import OUTPUTS
+
+    cfg = SIZES[size]
+    work_dir = Path(work_dir) if work_dir is not None else OUTPUTS / "bench"
+    say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
+    files, labels = sample_files(cfg["n_images"], data_dir)
+    result: dict[str, Any] = {
+        "command": command or f"python -m helpers.bench all --size {size}",
+        "size": size, "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "host": platform.node(),
+        "machine": machine_info(), "n_images": len(files), "data_dir": relative(data_dir),
+        "draft_decoding": draft_supported(),
+    }
+    started = time.perf_counter()
+    say("machine:", result["machine"]["cores"], "cores,", result["machine"]["cpu_model"])
+    probes = [contention_probe(result["machine"]["cores"])]
+    if "decode" in parts:
+        say("decode paths ...")
+        result["decode_paths"] = run_decode(files, cfg["sizes"], DECODE_PATHS, cfg["decode_images"], cfg["rounds"])
+        result["masks_identical"] = {f"{h}x{w}": masks_identical(files, labels, (h, w)) for h, w in cfg["sizes"]}
+        result["stages"] = [{"size": list(s), "decode_path": p, "ms_per_image": stage_times(files, labels, s, p)}
+                            for s in cfg["sizes"] for p in PIPELINE_PATHS]
+    if "speed" in parts:
+        say("pipeline against the limit ...")
+        speed = run_speed(files, labels, cfg["sizes"], PIPELINE_PATHS, cfg["workers"], cfg["loader_batches"],
+                          cfg["rounds"], cfg["timed_images"])
+        result["limit"], result["pipeline"] = speed["limit"], speed["pipeline"]
+        result["torch_threads"] = speed["torch_threads"]
+        probes.append(contention_probe(result["machine"]["cores"]))
+    if "memory" in parts:
+        say(f"memory: {', '.join(f'{n:,}' for n in cfg['memory_entries'])} entries ...")
+        result["memory"] = run_memory_growth(work_dir / "memory", cfg["memory_entries"], cfg["memory_sources"],
+                                             size=TRAINING_SIZES[0], loader_batch=cfg["memory_loader_batch"],
+                                             max_batches=cfg["memory_batches"])
+    if "index" in parts:
+        say(f"index alone: {cfg['index_entries']:,} entries ...")
+        idx = run_memory(cfg["index_entries"], workers=2, batch_size=1000)
+        result["index_memory"] = {
+            "entries": cfg["index_entries"], "passed": idx["passed"], "growth_ratio": round(idx["growth_ratio"], 2),
+            **{k: {"index_mb": round(idx[k]["index_bytes"] / MiB, 1), "single_mb": round(idx[k]["single_bytes"] / MiB, 1),
+                   "total_mb": round(idx[k]["total_bytes"] / MiB, 1), "ratio": round(idx[k]["ratio"], 3)}
+               for k in ("list", "array")},
+        }
+    probes.append(contention_probe(result["machine"]["cores"]))
+    result["contention"] = probes
+    result["contended"] = any(p["contended"] for p in probes)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1))
+    return result
+
+
+#: The fields a complete result has (tests/test_bench.py checks them).
+REQUIRED_FIELDS = {
+    "machine": ("cores", "cpu_model", "torch", "torchvision", "pillow"),
+    "limit": ("size", "decode_path", "images_per_s"),
+    "pipeline": ("num_workers", "loader_batch", "images_per_s", "cpu_ms_per_image", "ratio_to_limit"),
+    "decode_paths": ("name", "images_per_s", "ratio_to_pillow", "mean_abs_diff"),
+    "memory": ("entries", "storage", "total_pss_mb", "ratio_to_1k"),
+}
+
+
+def missing_fields(result: dict[str, Any]) -> list[str]:
+    """Fields of :data:`REQUIRED_FIELDS` (and ``contended``) that ``result`` lacks."""
+    missing = [] if "contended" in result else ["contended"]
+    for key, fields in REQUIRED_FIELDS.items():
+        value = result.get(key)
+        if value is None or (isinstance(value, list) and not value):
+            missing.append(key)
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            missing += [f"{key}.{f}" for f in fields if f not in item]
+    return sorted(set(missing))
+
+
+# --- the markdown report -------------------------------------------------------------------------
+
+
+def _fmt(v: Any, spec: str = ".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def render_report(result: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md (markdown) from one :func:`run_all` result."""
+    m = result["machine"]
+    out = [f"Command: `{result['command']}` ({result.get('date_utc', '?')} UTC, {result.get('seconds', '?')} s)", "",
+           f"Machine: {m['cores']} usable cores ({m['cpu_model']}), {m.get('memory_gib', '?')} GiB; "
+           f"Python {m.get('python')}, torch {m['torch']}, torchvision {m['torchvision']}, Pillow {m['pillow']} "
+           f"(libjpeg-turbo {m.get('libjpeg_turbo')}); {result.get('n_images')} images of {result.get('data_dir')}.", ""]
+    slow = ", ".join(f"{p['slowdown']:.2f}x" for p in result.get("contention", []))
+    if result.get("contended"):
+        out += [f"**WARNING: contended** — a CPU-bound probe ran {slow} slower in {m['cores']} processes than in 1 "
+                "(another load on the machine): these figures are not those of an idle machine.", ""]
+    else:
+        out += [f"Cores checked free: a CPU-bound probe in {m['cores']} processes vs 1: {slow}.", ""]
+    if result.get("decode_paths"):
+        out += ["### Decode paths (decode + resize to the training size, 1 thread, warm)", "",
+                "| size | path | images/s | vs pillow | mean abs diff | max abs diff | note |",
+                "|---|---|---:|---:|---:|---:|---|"]
+        for r in result["decode_paths"]:
+            size = "x".join(map(str, r["size"]))
+            if not r.get("available", True):
+                out.append(f"| {size} | {r['name']} | – | – | – | – | unavailable: {r['reason']} |")
+                continue
+            out.append(f"| {size} | {r['name']} | {_fmt(r['images_per_s'])} | {_fmt(r['ratio_to_pillow'], '.2f')}x | "
+                       f"{_fmt(r['mean_abs_diff'], '.2f')} | {r['max_abs_diff']} | {r['note']} |")
+        masks = result.get("masks_identical") or {}
+        out += ["", "Masks with draft decoding identical to the full decode's: "
+                + ", ".join(f"{k}: {v}" for k, v in masks.items()), ""]
+    if result.get("pipeline"):
+        out += ["### The pipeline against the limit", "",
+                "| size | decode | workers | loader batch | images/s | CPU ms/image | limit | / limit |",
+                "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["pipeline"]:
+            out.append(f"| {'x'.join(map(str, r['size']))} | {r['decode_path']} | {r['num_workers']} | {r['loader_batch']} | "
+                       f"{_fmt(r['images_per_s'])} | {_fmt(r['cpu_ms_per_image'], '.2f')} | "
+                       f"{_fmt(r['limit_images_per_s'])} | {_fmt(r['ratio_to_limit'], '.2f')} |")
+        out += ["", "limit = min(max(workers, 1), cores) x the warm single-thread decode + resize rate of the same "
+                "decode path, timed in the same rounds: "
+                + "; ".join(f"{'x'.join(map(str, r['size']))} {r['decode_path']} {_fmt(r['images_per_s'])}/s"
+                            for r in result.get("limit", [])), ""]
+    if result.get("memory"):
+        out += ["### Memory as the data set grows (FaceDataset + transforms + DataLoader, 2 workers)", "",
+                "| entries | storage | batches | full pass | single PSS MiB | main+workers PSS MiB | peak MiB | vs smallest | JPEG MiB read | read / peak |",
+                "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["memory"]:
+            out.append(f"| {r['entries']:,} | {r['storage']} | {r['batches']} | {'yes' if r['full_pass'] else 'no'} | "
+                       f"{r['single_pss_mb']} | {r['total_pss_mb']} | {r['peak_total_pss_mb']} | {r['ratio_to_1k']:.3f} | "
+                       f"{r['jpeg_bytes_read'] / MiB:.1f} | {r['bytes_read_over_peak_pss']:.2f} |")
+        big = max(result["memory"], key=lambda r: (r["entries"], r["storage"] == "array"))
+        arrays = [r for r in result["memory"] if r["storage"] == "array" and r["entries"] == big["entries"]]
+        if arrays:
+            a = arrays[0]
+            verdict = "PASS" if a["ratio_to_1k"] <= GROWTH_TARGET else "FAIL"
+            out += ["", f"Target: arrays, {a['entries']:,} entries vs the smallest index: {a['ratio_to_1k']:.3f} "
+                    f"<= {GROWTH_TARGET:.2f} {verdict}. Decoded at {'x'.join(map(str, a['size']))}"
+                    f"{' (draft)' if a.get('decode_size') else ' (full decode)'}."]
+        out.append("")
+    if result.get("index_memory"):
+        i = result["index_memory"]
+        out += [f"### The index alone ({i['entries']:,} entries, 2 workers)", "",
+                "| storage | index MiB | single MiB | main+workers MiB | total/single |", "|---|---:|---:|---:|---:|"]
+        for k in ("list", "array"):
+            out.append(f"| {k} | {i[k]['index_mb']} | {i[k]['single_mb']} | {i[k]['total_mb']} | {i[k]['ratio']:.3f} |")
+        out += ["", f"list growth / array growth: {i['growth_ratio']}x; array within 10%: {i['passed']}", ""]
+    return "\n".join(out)
 
 
 # --- command line --------------------------------------------------------------------------------
 
 
-def _memory_command(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace) -> int:
+    import shlex
+
+    size = "tiny" if args.tiny else args.size
+    parts = {"all": ("speed", "decode", "memory", "index")}.get(args.command, (args.command,))
+    command = "python -m helpers.bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    result = run_all(size, args.json, parts, work_dir=args.work_dir, command=command.strip(), progress=not args.quiet)
+    print(render_report(result))
+    if args.json:
+        print(f"\nwrote {relative(args.json)}")
+    return 0
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    import json
+
+    result = json.loads(Path(args.json).read_text())
+    print(render_report(result))
+    return 0
+
+
+def _index_command(args: argparse.Namespace) -> int:
     results = run_memory(args.entries, args.workers, args.batch_size, args.seed)
     print(format_memory(results))
     return 0 if results["passed"] else 1
 
 
-def _speed_command(args: argparse.Namespace) -> int:
-    results = run_speed(args.data, tuple(args.size), args.workers, args.repeats, args.batch_size, args.torch_threads)
-    print(format_speed(results))
+def _memory_child_command(args: argparse.Namespace) -> int:
+    import json
+
+    result = _memory_here(args.folder, args.storage, tuple(args.size), args.workers, args.loader_batch,
+                          args.max_batches, args.draft)
+    print(_MEMORY_MARK + json.dumps(result), flush=True)
     return 0
 
 
@@ -224,31 +966,47 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m helpers.bench`` parser: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    helps = {"all": "everything: decode paths, pipeline vs limit, memory growth, the index alone",
+             "speed": "pipeline images/s against the warm decode + resize limit",
+             "decode": "decode paths side by side: speed and pixel difference",
+             "memory": "total PSS of main + 2 workers, 1k vs 100k entries, lists vs arrays"}
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--size", choices=sorted(SIZES), default="full", help="configuration (default full)")
+        p.add_argument("--tiny", action="store_true", help="same as --size tiny: seconds, for the tests")
+        p.add_argument("--json", type=Path, default=None, help="write the result to this JSON file")
+        p.add_argument("--work-dir", type=Path, default=None, help="where the memory data folders go (default outputs/bench)")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        p.set_defaults(func=_run_command)
 
-    mem = sub.add_parser("memory", help="index memory with DataLoader workers: Python lists vs NumPy arrays")
-    mem.add_argument("--entries", type=int, default=1_000_000, help="images in the synthetic index (default 1,000,000)")
-    mem.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
-    mem.add_argument("--batch-size", type=int, default=1000, help="DataLoader batch size (default 1000)")
-    mem.add_argument("--seed", type=int, default=0)
-    mem.set_defaults(func=_memory_command)
+    report = sub.add_parser("report", help="a JSON result as the markdown tables of docs/benchmarks.md")
+    report.add_argument("--json", type=Path, required=True)
+    report.set_defaults(func=_report_command)
 
-    speed = sub.add_parser("speed", help="pipeline images/s against the JPEG-decode limit")
-    speed.add_argument("--data", type=Path, default=DATA_SAMPLE,
-                       help="data folder with bbox.json (default data_sample)")
-    speed.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"),
-                       help="Rescale output size (default 192 256)")
-    speed.add_argument("--workers", type=int, nargs="+", default=(0, 2), help="worker counts to time (default 0 2)")
-    speed.add_argument("--repeats", type=int, default=3, help="passes over the images per figure (default 3)")
-    speed.add_argument("--batch-size", type=int, default=16)
-    speed.add_argument("--torch-threads", type=int, default=None,
-                       help="torch intra-op threads in the main process (default: torch's own choice)")
-    speed.set_defaults(func=_speed_command)
+    index = sub.add_parser("index", help="the index alone with DataLoader workers: Python lists vs NumPy arrays")
+    index.add_argument("--entries", type=int, default=1_000_000, help="images in the synthetic index (default 1,000,000)")
+    index.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    index.add_argument("--batch-size", type=int, default=1000, help="DataLoader batch size (default 1000)")
+    index.add_argument("--seed", type=int, default=0)
+    index.set_defaults(func=_index_command)
+
+    child = sub.add_parser("memory-child")  # internal: one memory measurement in a fresh process
+    child.add_argument("--folder", required=True)
+    child.add_argument("--storage", choices=("list", "array"), required=True)
+    child.add_argument("--size", type=int, nargs=2, default=(120, 160))
+    child.add_argument("--workers", type=int, default=2)
+    child.add_argument("--loader-batch", type=int, default=64)
+    child.add_argument("--max-batches", type=int, default=None)
+    child.add_argument("--draft", action="store_true")
+    child.set_defaults(func=_memory_child_command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named on the command line; the exit code is 1 when a target is missed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 
