@@ -161,16 +161,21 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     from .datafiles import read_file_lists
     from .dataset import FaceDataset
     from .loader import make_loader
+    from .storage import BoxArray, PathArray
     from .transforms import default_pipeline
 
     folder = Path(data_dir) if data_dir is not None else config.data_dir
     lists = read_file_lists(folder, config.test_fraction)  # the default split (seed 0)
     workers = config.num_workers if num_workers is None else num_workers
     pin = torch.device(device).type == "cuda"
-    train_set = FaceDataset(lists.files_train, lists.labels_train, root=folder,
-                            transform=default_pipeline(tuple(config.image_size)))
-    test_set = FaceDataset(lists.files_test, lists.labels_test, root=folder,
-                           transform=default_pipeline(tuple(config.image_size), keep_boxes=keep_test_boxes))
+    size = tuple(config.image_size)
+    # decode_size: each image is decoded straight to the training size (reduced JPEG decode), so the
+    # Rescale in default_pipeline finds it at size; boxes and masks equal the full-decode path's.
+    # PathArray/BoxArray: the index is a few NumPy arrays, so forked workers do not copy it page by page.
+    train_set = FaceDataset(PathArray(lists.files_train), BoxArray(lists.labels_train), root=folder,
+                            transform=default_pipeline(size), decode_size=size)
+    test_set = FaceDataset(PathArray(lists.files_test), BoxArray(lists.labels_test), root=folder,
+                           transform=default_pipeline(size, keep_boxes=keep_test_boxes), decode_size=size)
     train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
                                num_workers=workers, pin_memory=pin)
     test_loader = make_loader(test_set, config.batch_size, shuffle=False, seed=config.seed,
