@@ -17,7 +17,7 @@
 - ``shards``      tar shards in the WebDataset layout: writer (``python -m helpers.shards``), reader, splitting
 - ``distributed`` ``torchrun -m helpers.distributed``: DDP training over processes and machines
 - ``memory``      PSS measurement of a process tree
-- ``bench``       ``python -m helpers.bench memory|speed``: the benchmark figures in docs/benchmarks.md
+- ``bench``       ``python -m helpers.bench all|speed|decode|growth|memory|report``: docs/benchmarks.md's figures
 - ``plotting``    boxes, masks and batches drawn for the notebooks
 - ``notebook``    shows a helper's real source in a notebook (one source of truth); headline results
 """

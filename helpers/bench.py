@@ -1,8 +1,9 @@
 """The speed and memory benchmark: ``python -m helpers.bench all --json outputs/bench/bench.json``.
 
-Subcommands: ``all`` (everything below), ``speed`` (the input pipeline against the decode limit),
-``decode`` (decode paths side by side), ``memory`` (total PSS of main + workers as the data set
-grows), ``index`` (the index alone, lists versus NumPy arrays, 1,000,000 entries) and ``report``
+Subcommands: ``all`` (everything below but ``memory``'s own options), ``speed`` (the input pipeline
+against the decode limit), ``decode`` (decode paths side by side), ``growth`` (total PSS of main +
+workers as the data set grows), ``memory`` (the index alone, lists versus NumPy arrays, 1,000,000
+entries, as notebook 01 runs it) and ``report``
 (a JSON result as the markdown tables of docs/benchmarks.md). ``--tiny`` runs everything on a few
 images in seconds (the tests); ``--size notebook`` is what notebook 08 runs.
 
@@ -126,7 +127,7 @@ SIZES: dict[str, dict[str, Any]] = {
                  memory_batches=None, memory_loader_batch=64, index_entries=1_000_000),
     # notebook 08: both sizes, a partial memory pass spread over the whole index (about a minute).
     "notebook": dict(n_images=16, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 64), rounds=3,
-                     timed_images=192, decode_images=16, memory_entries=(1_000, 100_000), memory_sources=64,
+                     timed_images=128, decode_images=16, memory_entries=(1_000, 100_000), memory_sources=64,
                      memory_batches=6, memory_loader_batch=64, index_entries=100_000),
     # the tests: seconds.
     "tiny": dict(n_images=6, sizes=TRAINING_SIZES, workers=(0, 2), loader_batches=(4,), rounds=3,
@@ -272,7 +273,12 @@ def _decoder(name: str):
     if name == "pillow":
         return (lambda p, s: _pillow(p, s)), "full decode + Pillow bilinear resize (the reference)"
     if name == "pillow-draft":
-        return (lambda p, s: _pillow(p, s, draft=True)), "Image.draft: DCT-domain downscale, then Pillow bilinear"
+        try:
+            from .dataset import read_resized  # what FaceDataset(decode_size=...) runs
+        except ImportError:
+            return (lambda p, s: _pillow(p, s, draft=True)), "Image.draft: DCT-domain downscale, then Pillow bilinear"
+        return ((lambda p, s: read_resized(p, s)[0]),
+                "FaceDataset(decode_size=...): Image.draft DCT-domain downscale, then Pillow bilinear (the default)")
     if name == "simplejpeg":
         import simplejpeg
 
@@ -930,7 +936,7 @@ def _run_command(args: argparse.Namespace) -> int:
     import shlex
 
     size = "tiny" if args.tiny else args.size
-    parts = {"all": ("speed", "decode", "memory", "index")}.get(args.command, (args.command,))
+    parts = {"all": ("speed", "decode", "memory", "index"), "growth": ("memory",)}.get(args.command, (args.command,))
     command = "python -m helpers.bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
     result = run_all(size, args.json, parts, work_dir=args.work_dir, command=command.strip(), progress=not args.quiet)
     print(render_report(result))
@@ -969,7 +975,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {"all": "everything: decode paths, pipeline vs limit, memory growth, the index alone",
              "speed": "pipeline images/s against the warm decode + resize limit",
              "decode": "decode paths side by side: speed and pixel difference",
-             "memory": "total PSS of main + 2 workers, 1k vs 100k entries, lists vs arrays"}
+             "growth": "memory as the data set grows: total PSS of main + 2 workers, 1k vs 100k entries, lists vs arrays"}
     for name, text in helps.items():
         p = sub.add_parser(name, help=text)
         p.add_argument("--size", choices=sorted(SIZES), default="full", help="configuration (default full)")
@@ -983,7 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", type=Path, required=True)
     report.set_defaults(func=_report_command)
 
-    index = sub.add_parser("index", help="the index alone with DataLoader workers: Python lists vs NumPy arrays")
+    index = sub.add_parser("memory", help="the index alone with DataLoader workers: Python lists vs NumPy arrays")
     index.add_argument("--entries", type=int, default=1_000_000, help="images in the synthetic index (default 1,000,000)")
     index.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     index.add_argument("--batch-size", type=int, default=1000, help="DataLoader batch size (default 1000)")

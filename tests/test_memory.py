@@ -93,25 +93,3 @@ def test_bench_cli_has_memory_and_needs_a_subcommand():
     assert (args.command, args.entries, args.workers, args.batch_size) == ("memory", 5, 1, 1000)
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
-
-
-def test_speed_bench_on_a_tiny_folder(tmp_path):
-    # The speed subcommand's structure (its figures depend on the machine): 0 workers, one pass.
-    import json
-
-    from PIL import Image
-
-    from helpers.bench import format_speed, run_speed
-
-    boxes = {f"image_{i:06d}.jpg": [[2, 2, 10, 12]] * (i % 2) for i in range(1, 5)}
-    for name in boxes:
-        Image.new("RGB", (48, 32), (200, 150, 100)).save(tmp_path / name)
-    (tmp_path / "bbox.json").write_text(json.dumps(boxes))
-    results = run_speed(tmp_path, size=(16, 24), workers=(0,), repeats=2, batch_size=3, torch_threads=1)
-    assert results["n_images"] == 4 and results["decode_per_s"] > 0
-    (row,) = results["pipeline"]
-    assert row["workers"] == 0 and row["images_per_s"] > 0
-    assert row["ratio"] == pytest.approx(row["images_per_s"] / results["decode_per_s"])
-    assert "pipeline, 0 workers" in format_speed(results)
-    args = build_parser().parse_args(["speed", "--workers", "0", "2", "--size", "96", "128"])
-    assert (args.workers, args.size, args.torch_threads) == ([0, 2], [96, 128], None)

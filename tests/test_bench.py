@@ -1,0 +1,113 @@
+"""helpers.bench: the benchmark runs end to end on a tiny data set and writes every JSON field.
+
+Figures depend on the machine and its load, so only structure and sane bounds are checked here; the
+figures of docs/benchmarks.md come from `make bench` on an idle machine.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import bench
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    path = out / "bench.json"
+    code = bench.main(["all", "--tiny", "--quiet", "--json", str(path), "--work-dir", str(out / "work")])
+    assert code == 0
+    return json.loads(path.read_text()), path
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_field(tiny):
+    result, _ = tiny
+    assert bench.missing_fields(result) == []
+    m = result["machine"]
+    assert m["cores"] >= 1 and m["cpu_model"] and m["torch"] and m["torchvision"] and m["pillow"]
+    assert isinstance(result["contended"], bool) and len(result["contention"]) >= 2
+    assert result["config"]["rounds"] >= 3 and result["torch_threads"] == 1
+    sizes = {tuple(s) for s in bench.TRAINING_SIZES}
+    assert {tuple(r["size"]) for r in result["limit"]} == sizes
+    assert {tuple(r["size"]) for r in result["pipeline"]} == sizes
+
+
+@pytest.mark.slow
+def test_tiny_run_pipeline_ratios_use_the_same_decode_path_and_cores(tiny):
+    result, _ = tiny
+    limits = {(tuple(r["size"]), r["decode_path"]): r["images_per_s"] for r in result["limit"]}
+    paths = {r["decode_path"] for r in result["pipeline"]}
+    assert "pillow" in paths and ("pillow-draft" in paths) == result["draft_decoding"]
+    for r in result["pipeline"]:
+        parallel = min(max(r["num_workers"], 1), result["machine"]["cores"])
+        assert r["limit_images_per_s"] == pytest.approx(parallel * limits[(tuple(r["size"]), r["decode_path"])], rel=0.01)
+        assert 0 < r["images_per_s"] and 0 < r["cpu_ms_per_image"] and 0.02 < r["ratio_to_limit"] < 5
+    assert {r["num_workers"] for r in result["pipeline"]} == set(result["config"]["workers"])
+
+
+@pytest.mark.slow
+def test_tiny_run_decode_paths(tiny):
+    result, _ = tiny
+    rows = result["decode_paths"]
+    assert {r["name"] for r in rows} == set(bench.DECODE_PATHS)
+    for r in rows:
+        if r["available"]:
+            assert r["images_per_s"] > 0 and r["ratio_to_pillow"] > 0 and r["mean_abs_diff"] >= 0
+        else:  # a library that is not installed is reported, never an error
+            assert r["reason"] and r["images_per_s"] is None
+    ref = [r for r in rows if r["name"] == "pillow"]
+    assert all(r["ratio_to_pillow"] == 1.0 and r["mean_abs_diff"] == 0 for r in ref)
+    draft = [r for r in rows if r["name"] == "pillow-draft"]
+    assert all(r["available"] and r["mean_abs_diff"] < 4 for r in draft)
+    if result["draft_decoding"]:
+        assert all(result["masks_identical"].values())
+    assert {s["decode_path"] for s in result["stages"]} == set(bench.PIPELINE_PATHS)
+
+
+@pytest.mark.slow
+def test_tiny_run_memory_rows_and_report(tiny, capsys):
+    result, path = tiny
+    rows = result["memory"]
+    entries = result["config"]["memory_entries"]
+    assert {(r["entries"], r["storage"]) for r in rows} == {(n, s) for n in entries for s in ("list", "array")}
+    for r in rows:
+        assert r["total_pss_mb"] > 0 and r["peak_total_pss_mb"] >= r["total_pss_mb"] * 0.99
+        assert r["jpeg_bytes_read"] > 0 and len(r["worker_pss_mb"]) == 2 and r["num_workers"] == 2
+        assert 0.5 < r["ratio_to_1k"] < 2
+    assert [r["ratio_to_1k"] for r in rows if r["entries"] == min(entries)] == [1.0, 1.0]
+    assert result["index_memory"]["list"]["index_mb"] > result["index_memory"]["array"]["index_mb"]
+    assert bench.main(["report", "--json", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert result["machine"]["cpu_model"] in text and "python -m helpers.bench all --tiny" in text
+    for heading in ("### Decode paths", "### The pipeline against the limit", "### Memory as the data set grows",
+                    "### The index alone"):
+        assert heading in text
+    assert ("WARNING: contended" in text) == result["contended"]
+
+
+def test_missing_fields_names_what_is_absent():
+    assert "pipeline" in bench.missing_fields({"machine": {}})
+    assert "machine.cores" in bench.missing_fields({"machine": {}})
+    assert "contended" in bench.missing_fields({})
+
+
+def test_contention_probe_reports_a_slowdown():
+    probe = bench.contention_probe(2, work=100_000)
+    assert probe["processes"] == 2 and probe["single_s"] > 0 and probe["slowdown"] > 0
+    assert probe["contended"] == (probe["slowdown"] > bench.CONTENTION_SLOWDOWN)
+
+
+def test_an_unknown_or_missing_decoder_is_unavailable_not_an_error():
+    decode, reason, _ = bench.decoder_availability("no-such-path")
+    assert decode is None and "unknown decode path" in reason
+
+
+def test_parser():
+    args = bench.build_parser().parse_args(["all", "--tiny", "--json", "x.json"])
+    assert (args.command, args.tiny, str(args.json)) == ("all", True, "x.json")
+    args = bench.build_parser().parse_args(["growth", "--size", "notebook"])
+    assert (args.command, args.size, args.tiny) == ("growth", "notebook", False)
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args([])
