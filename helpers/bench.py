@@ -126,8 +126,8 @@ SIZES: dict[str, dict[str, Any]] = {
                  timed_images=768, decode_images=64, memory_entries=(1_000, 100_000), memory_sources=256,
                  memory_batches=None, memory_loader_batch=64, index_entries=1_000_000),
     # notebook 08: both sizes, a partial memory pass spread over the whole index (about a minute).
-    "notebook": dict(n_images=16, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 64), rounds=3,
-                     timed_images=128, decode_images=16, memory_entries=(1_000, 100_000), memory_sources=64,
+    "notebook": dict(n_images=12, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 32), rounds=3,
+                     timed_images=96, decode_images=12, memory_entries=(1_000, 100_000), memory_sources=64,
                      memory_batches=6, memory_loader_batch=64, index_entries=100_000),
     # the tests: seconds.
     "tiny": dict(n_images=6, sizes=TRAINING_SIZES, workers=(0, 2), loader_batches=(4,), rounds=3,
