@@ -20,7 +20,7 @@ from helpers.loader import SplitBatches, make_loader
 from helpers.runconfig import CONFIGS
 from helpers.storage import BoxArray, PathArray
 from helpers.train import _reseed_loader, build_loaders, build_model, check_loaders, predict
-from helpers.transforms import ConvertGroundTruth, Rescale, default_pipeline
+from helpers.transforms import ConvertGroundTruth, Rescale, default_pipeline, scale_boxes
 
 MAX_MEAN_DIFF = 2.0  # grey levels, mean |draft - reference| over all pixels of the images compared
 
@@ -326,3 +326,13 @@ def test_predict_reads_files_as_training_does(scenes):
         from_pil = predict(model, im.convert("RGB"), (120, 160), device="cpu")  # full decode + Pillow resize
     assert from_pil.shape == (480, 640)
     assert float(np.abs(prob - from_pil).mean()) < 0.05  # the same picture, decoded two ways
+
+
+def test_scale_boxes_is_rescales_arithmetic():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(16, 1000, 2))
+        new = tuple(int(v) for v in rng.integers(1, 400, 2))
+        boxes = np.sort(rng.uniform(0, 1, (5, 4)), axis=1).astype(np.float32) * np.float32(min(h, w))
+        sample = {"image": np.zeros((h, w, 3), np.uint8), "boxes": boxes}
+        np.testing.assert_array_equal(scale_boxes(boxes, (h, w), new), Rescale(new)(sample)["boxes"])
