@@ -140,11 +140,12 @@ def test_exif_rotated_jpeg(tmp_path, orientation, monkeypatch):
     assert full == ((640, 480) if turned else (480, 640))
 
 
-@pytest.mark.parametrize("mode", ["L", "CMYK"])
-def test_grayscale_and_cmyk_jpegs(tmp_path, mode):
+@pytest.mark.parametrize("mode, options", [("L", {}), ("CMYK", {}), ("RGB", {"progressive": True}),
+                                           ("RGB", {"subsampling": 0})])
+def test_grayscale_cmyk_progressive_and_444_jpegs(tmp_path, mode, options):
     picture, boxes = synth.render_scene(7, 2)
     path = tmp_path / f"{mode}.jpg"
-    picture.convert(mode).save(path, quality=90)
+    picture.convert(mode).save(path, quality=90, **options)
     with Image.open(path) as im:
         assert im.mode == mode
     refs, fasts = _compare([path], [boxes], (120, 160))
