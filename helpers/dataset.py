@@ -15,6 +15,10 @@ Conventions (the data contract):
   grayscale image with a transparent colour) is composited **over white**.
 - **Only JPEG and PNG are opened** (decided by the file's content, not its name), with Pillow's
   decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` kept: an image above it is an error.
+- **Reduced decoding** (``FaceDataset(decode_size=(h, w))``, what training uses): the image comes out
+  already at ``(h, w)``, decoded at a reduced JPEG scale and resized with Pillow, the boxes scaled from
+  the full image exactly as ``Rescale`` scales them. Without it (the default) every pixel is decoded:
+  the reference path.
 - ``'name'`` in a sample is the image's key in ``bbox.json``: its path relative to the data folder
   (``root``), e.g. ``image_000001.jpg`` or ``0--Parade/0_Parade_marchingband_1_5.jpg``. Without a
   ``root`` it is the file's base name.

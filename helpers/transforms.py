@@ -106,9 +106,11 @@ def _valid_size(size: int | Sequence[int]) -> int | tuple[int, int]:
 def scale_boxes(boxes: np.ndarray, old_size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
     """XYXY ``boxes`` of an ``old_size = (height, width)`` image scaled to ``new_size = (height, width)``.
 
-    Multiplies by the float32 ratios (new_w / old_w, new_h / old_h), the arithmetic of ``v2.Resize``.
-    :class:`Rescale` and ``FaceDataset(decode_size=...)`` both call this, so the boxes of the reduced
-    decode equal those of the full decode + ``Rescale`` bit for bit (and the masks are identical).
+    Multiplies by the float32 ratios (new_w / old_w, new_h / old_h): the product :class:`Rescale`
+    computes (and ``v2.Resize``). ``FaceDataset(decode_size=...)`` scales with it while decoding, so its
+    boxes equal those of the full decode + ``Rescale`` bit for bit and the masks are identical
+    (tests/test_fast_pipeline.py); a ``Rescale`` to the same size then finds image and boxes at size
+    and returns them unchanged.
     """
     (old_h, old_w), (new_h, new_w) = old_size, new_size
     ratios = np.array([new_w / old_w, new_h / old_h] * 2, dtype=np.float32)
@@ -128,9 +130,7 @@ class Rescale:
     array directly, with no tensor round trip inside the worker; it agrees with torchvision's
     ``antialias=True`` bilinear tensor resize to within 2 grey levels, 1 at this project's sizes
     (checked in the tests). Requesting the size the image already has returns image and boxes
-    unchanged: that is how it meets a ``FaceDataset(decode_size=...)`` sample, which the dataset
-    already brought to that size (image and boxes together) while decoding, without a full-size
-    array; the training path (``helpers.train.build_loaders``) works that way.
+    unchanged.
     """
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
@@ -150,7 +150,8 @@ class Rescale:
             resized = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
             out["image"] = np.array(resized)
         if "boxes" in sample:
-            out["boxes"] = scale_boxes(_check_boxes(sample, "Rescale"), (old_h, old_w), (new_h, new_w))
+            ratios = np.array([new_w / old_w, new_h / old_h] * 2, dtype=np.float32)
+            out["boxes"] = _check_boxes(sample, "Rescale") * ratios
         return out
 
     def __repr__(self) -> str:
