@@ -826,6 +826,13 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
     probes.append(contention_probe(result["machine"]["cores"]))
     result["contention"] = probes
     result["contended"] = any(p["contended"] for p in probes)
+    if result["contended"]:
+        import warnings
+
+        warnings.warn(
+            f"another load shares the {result['machine']['cores']} cores this benchmark counts (a CPU-bound probe "
+            f"ran {max(p['slowdown'] for p in probes):.2f}x slower in parallel): the result is marked contended; "
+            "rerun on an idle machine for figures", RuntimeWarning, stacklevel=2)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
