@@ -15,9 +15,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-#: Colour of drawn boxes and of the mask overlay.
-BOX_COLOR = "#00e5ff"
-MASK_COLOR = (1.0, 0.15, 0.15)
+#: Colour of drawn boxes; each box is drawn over a black halo (:data:`HALO_COLOR`) so that it stays
+#: visible on pale and on dark backgrounds alike.
+BOX_COLOR = "#ffe000"
+HALO_COLOR = "black"
+#: The mask overlay: a blue tint (no skin tone and no distractor of the synthetic scenes is saturated
+#: blue, unlike the red used before, which looked like skin and like the salmon distractors) and a
+#: white outline of the face region.
+MASK_COLOR = (0.05, 0.25, 1.0)
+MASK_EDGE_COLOR = "white"
 
 
 def as_hwc(image) -> np.ndarray:
@@ -57,6 +63,8 @@ def draw_boxes(ax: Axes, image=None, boxes=(), color: str = BOX_COLOR, linewidth
         _show_image(ax, image)
     b = boxes.detach().cpu().numpy() if hasattr(boxes, "detach") else np.asarray(boxes, dtype=float)
     for k, (x0, y0, x1, y1) in enumerate(b.reshape(-1, 4)):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=HALO_COLOR,
+                               linewidth=linewidth + 1.5))
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=linewidth))
         if label:
             ax.text(x0, y0, str(k), color="black", fontsize=7, va="bottom",
@@ -65,7 +73,7 @@ def draw_boxes(ax: Axes, image=None, boxes=(), color: str = BOX_COLOR, linewidth
 
 
 def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) -> Axes:
-    """Draw ``image`` with the 0/1 ``mask`` tinted on top (face pixels in red)."""
+    """Draw ``image`` with the 0/1 ``mask`` tinted on top (face pixels in blue, outlined in white)."""
     if ax is None:
         _, ax = plt.subplots()
     _show_image(ax, image)
@@ -73,6 +81,11 @@ def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) 
     overlay = np.zeros(m.shape + (4,), dtype=float)
     overlay[m] = (*MASK_COLOR, alpha)
     ax.imshow(overlay, extent=(0, m.shape[1], m.shape[0], 0), interpolation="nearest")
+    if m.any() and not m.all():  # contour at the pixel edges: pixel (i, j) is centred at (j + 0.5, i + 0.5)
+        ys, xs = np.arange(m.shape[0]) + 0.5, np.arange(m.shape[1]) + 0.5
+        ax.contour(xs, ys, m.astype(float), levels=[0.5], colors=MASK_EDGE_COLOR, linewidths=0.8)
+    ax.set_xlim(0, m.shape[1])
+    ax.set_ylim(m.shape[0], 0)
     return ax
 
 
@@ -80,7 +93,7 @@ def _title(sample: dict) -> str:
     image = as_hwc(sample["image"])
     parts = [str(sample["name"])] if sample.get("name") is not None else []
     height, width = image.shape[:2]
-    parts.append(f"{width}×{height} px")  # width × height, as sizes are usually read
+    parts.append(f"{height}×{width} px")  # height × width, the project's one size convention
     if "boxes" in sample:
         parts.append(f"{len(sample['boxes'])} boxes")
     return ", ".join(parts)
