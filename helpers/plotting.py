@@ -162,3 +162,75 @@ def show_batch(batch: dict, n: int = 8, ncols: int = 4, size: float = 2.6) -> Fi
             ax.set_title(str(batch["name"][k]), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- where a prediction is wrong ---------------------------------------------------------------------
+
+#: Okabe–Ito colours (told apart with the common colour-vision deficiencies) painted over a grey image.
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {
+    "true positive": (0, 158, 115),  # bluish green: face, predicted face
+    "false positive": (230, 159, 0),  # orange: background predicted face
+    "false negative": (204, 121, 167),  # reddish purple: face missed
+}
+
+
+def error_map(image, pred, target) -> np.ndarray:
+    """``HxWx3`` uint8: ``image`` in grey (so the colours stand out) with every true-positive,
+    false-positive and false-negative pixel painted in its :data:`ERROR_COLORS` colour. ``pred`` and
+    ``target`` are 0/1 (or bool) masks of the image's size; true negatives keep the grey image."""
+    rgb = as_hwc(image).astype(np.float32)
+    grey = rgb.mean(axis=2) if rgb.ndim == 3 else rgb
+    out = np.repeat((0.35 * grey + 0.65 * 255 * 0.5)[:, :, None], 3, axis=2)  # dimmed grey
+    p, t = as_hw_mask(pred).astype(bool), as_hw_mask(target).astype(bool)
+    if p.shape != grey.shape or t.shape != grey.shape:
+        raise ValueError(f"error_map: image {grey.shape}, prediction {p.shape} and target {t.shape} differ in size")
+    for name, where in (("true positive", p & t), ("false positive", p & ~t), ("false negative", ~p & t)):
+        out[where] = ERROR_COLORS[name]
+    return out.round().astype(np.uint8)
+
+
+def error_window(pred, target, pad: int = 6, min_side: int = 24) -> tuple[slice, slice]:
+    """Rows and columns around every wrong pixel (false positive or false negative), ``pad`` pixels
+    wider on each side and at least ``min_side`` high and wide where the image allows: the crop to zoom
+    into. The whole image when nothing is wrong."""
+    p, t = as_hw_mask(pred).astype(bool), as_hw_mask(target).astype(bool)
+    h, w = p.shape
+    rows, cols = np.nonzero(p != t)
+    if rows.size == 0:
+        return slice(0, h), slice(0, w)
+
+    def span(lo: int, hi: int, n: int) -> slice:
+        lo, hi = max(lo - pad, 0), min(hi + 1 + pad, n)
+        need = min(min_side, n)
+        if hi - lo < need:  # widen around the centre, then shift back inside the image
+            lo = max(lo - (need - (hi - lo)) // 2, 0)
+            hi = min(lo + need, n)
+            lo = max(hi - need, 0)
+        return slice(lo, hi)
+
+    return span(int(rows.min()), int(rows.max()), h), span(int(cols.min()), int(cols.max()), w)
+
+
+def show_error_map(image, pred, target, axes=None, title: str = "", zoom: bool = True) -> Figure:
+    """The error map of one image (:func:`error_map`) and, when ``zoom``, the window around its errors
+    (:func:`error_window`) enlarged beside it, outlined on the full view; a legend names the colours."""
+    painted = error_map(image, pred, target)
+    if axes is None:
+        _, axes = plt.subplots(1, 2 if zoom else 1, figsize=(7.5 if zoom else 4, 3), squeeze=False)
+        axes = axes[0]
+    axes = list(np.atleast_1d(axes))
+    _show_image(axes[0], painted)
+    axes[0].set_title(title, fontsize=9)
+    if zoom:
+        rows, cols = error_window(pred, target)
+        axes[0].add_patch(Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
+                                    fill=False, edgecolor="white", linewidth=1.2, linestyle="--"))
+        _show_image(axes[1], painted[rows, cols])
+        axes[1].set_title(f"zoom: rows {rows.start}-{rows.stop - 1}, columns {cols.start}-{cols.stop - 1}",
+                          fontsize=8)
+    handles = [Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in ERROR_COLORS.values()]
+    axes[-1].legend(handles, list(ERROR_COLORS), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    frameon=False)
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
