@@ -163,6 +163,70 @@ def collate_reading(batch: Sequence[Any]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
+# PyTorch 0.4.0's default_collate, as the source article reads it, runnable today
+
+#: 0.4.0's error message (before NumPy arrays were mentioned and the function's name was prepended).
+ERROR_FORMAT_0_4_0 = "batch must contain tensors, numbers, dicts or lists; found {}"
+#: 0.4.0's table from a NumPy scalar's dtype name to a tensor type (legacy constructors written as dtypes).
+NUMPY_TYPE_MAP_0_4_0 = {
+    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+    "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8,
+    "uint8": torch.uint8,
+}
+
+
+def collate_0_4_0(batch: Sequence[Any]) -> Any:
+    """``default_collate`` of PyTorch 0.4.0 (``torch/utils/data/dataloader.py``), branch for branch, on
+    today's tensors, so the differences the notebook describes can be run instead of claimed.
+
+    Left out: the shared-memory path of branch 1 (a worker-only detail that gives the same values).
+    Legacy constructors (``torch.LongTensor(batch)``, ...) are written as ``torch.tensor(..., dtype=)``,
+    which gives the same values and dtypes.
+    """
+    elem = batch[0]
+    elem_type = type(elem)
+    if isinstance(elem, torch.Tensor):
+        return torch.stack(list(batch), 0)
+    elif elem_type.__module__ == "numpy" and elem_type.__name__ not in ("str_", "string_"):
+        if elem_type.__name__ == "ndarray":  # by name: np.memmap (a subclass) is not 'ndarray'
+            if NUMPY_STR_OBJECT_DTYPES.search(elem.dtype.str) is not None:
+                raise TypeError(ERROR_FORMAT_0_4_0.format(elem.dtype))
+            return torch.stack([torch.from_numpy(b) for b in batch], 0)
+        if elem.shape == ():  # NumPy scalars; a dtype missing from the table is a KeyError
+            py_type = float if elem.dtype.name.startswith("float") else int
+            return torch.tensor(list(map(py_type, batch)), dtype=NUMPY_TYPE_MAP_0_4_0[elem.dtype.name])
+        # Any other NumPy object (np.memmap, a 1-d array subclass ...) matched this elif and fell off
+        # its end: 0.4.0 returned None, silently.
+    elif isinstance(elem, int):  # bool is an int: True/False become 1/0
+        return torch.tensor([int(b) for b in batch], dtype=torch.int64)  # torch.LongTensor(batch)
+    elif isinstance(elem, float):
+        return torch.tensor(batch, dtype=torch.float64)  # torch.DoubleTensor(batch)
+    elif isinstance(elem, (str, bytes)):
+        return batch
+    elif isinstance(elem, collections.abc.Mapping):
+        return {key: collate_0_4_0([d[key] for d in batch]) for key in elem}  # always a plain dict
+    elif isinstance(elem, collections.abc.Sequence):
+        return [collate_0_4_0(samples) for samples in zip(*batch)]  # zip: cut to the shortest
+    else:
+        raise TypeError(ERROR_FORMAT_0_4_0.format(elem_type))
+    return None
+
+
+def then_and_now(samples: Sequence[Any]) -> tuple[str, str]:
+    """What PyTorch 0.4.0 (:func:`collate_0_4_0`) and today's ``default_collate`` make of ``samples``,
+    each as :func:`describe` writes it (or the exception raised)."""
+    out = []
+    for fn in (collate_0_4_0, default_collate):
+        try:
+            result = fn(samples)
+        except Exception as e:  # noqa: BLE001 - the exception is the answer being shown
+            out.append(f"{type(e).__name__}: {e}")
+        else:
+            out.append(describe(result))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------------
 # Comparing two batches
 
 

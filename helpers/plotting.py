@@ -15,9 +15,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-#: Colour of drawn boxes and of the mask overlay.
-BOX_COLOR = "#00e5ff"
-MASK_COLOR = (1.0, 0.15, 0.15)
+#: Colour of drawn boxes; each box is drawn over a black halo (:data:`HALO_COLOR`) so that it stays
+#: visible on pale and on dark backgrounds alike.
+BOX_COLOR = "#ffe000"
+HALO_COLOR = "black"
+#: The mask overlay: a blue tint (no skin tone and no distractor of the synthetic scenes is saturated
+#: blue, unlike the red used before, which looked like skin and like the salmon distractors) and a
+#: white outline of the face region.
+MASK_COLOR = (0.05, 0.25, 1.0)
+MASK_EDGE_COLOR = "white"
 
 
 def as_hwc(image) -> np.ndarray:
@@ -57,6 +63,8 @@ def draw_boxes(ax: Axes, image=None, boxes=(), color: str = BOX_COLOR, linewidth
         _show_image(ax, image)
     b = boxes.detach().cpu().numpy() if hasattr(boxes, "detach") else np.asarray(boxes, dtype=float)
     for k, (x0, y0, x1, y1) in enumerate(b.reshape(-1, 4)):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=HALO_COLOR,
+                               linewidth=linewidth + 1.5))
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=linewidth))
         if label:
             ax.text(x0, y0, str(k), color="black", fontsize=7, va="bottom",
@@ -65,7 +73,7 @@ def draw_boxes(ax: Axes, image=None, boxes=(), color: str = BOX_COLOR, linewidth
 
 
 def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) -> Axes:
-    """Draw ``image`` with the 0/1 ``mask`` tinted on top (face pixels in red)."""
+    """Draw ``image`` with the 0/1 ``mask`` tinted on top (face pixels in blue, outlined in white)."""
     if ax is None:
         _, ax = plt.subplots()
     _show_image(ax, image)
@@ -73,6 +81,11 @@ def show_mask_overlay(image, mask, ax: Axes | None = None, alpha: float = 0.45) 
     overlay = np.zeros(m.shape + (4,), dtype=float)
     overlay[m] = (*MASK_COLOR, alpha)
     ax.imshow(overlay, extent=(0, m.shape[1], m.shape[0], 0), interpolation="nearest")
+    if m.any() and not m.all():  # contour at the pixel edges: pixel (i, j) is centred at (j + 0.5, i + 0.5)
+        ys, xs = np.arange(m.shape[0]) + 0.5, np.arange(m.shape[1]) + 0.5
+        ax.contour(xs, ys, m.astype(float), levels=[0.5], colors=MASK_EDGE_COLOR, linewidths=0.8)
+    ax.set_xlim(0, m.shape[1])
+    ax.set_ylim(m.shape[0], 0)
     return ax
 
 
@@ -80,7 +93,7 @@ def _title(sample: dict) -> str:
     image = as_hwc(sample["image"])
     parts = [str(sample["name"])] if sample.get("name") is not None else []
     height, width = image.shape[:2]
-    parts.append(f"{width}×{height} px")  # width × height, as sizes are usually read
+    parts.append(f"{height}×{width} px")  # height × width, the project's one size convention
     if "boxes" in sample:
         parts.append(f"{len(sample['boxes'])} boxes")
     return ", ".join(parts)
@@ -147,5 +160,77 @@ def show_batch(batch: dict, n: int = 8, ncols: int = 4, size: float = 2.6) -> Fi
             draw_boxes(ax, None, batch["boxes"][k])
         if "name" in batch:
             ax.set_title(str(batch["name"][k]), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- where a prediction is wrong ---------------------------------------------------------------------
+
+#: Okabe–Ito colours (told apart with the common colour-vision deficiencies) painted over a grey image.
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {
+    "true positive": (0, 158, 115),  # bluish green: face, predicted face
+    "false positive": (230, 159, 0),  # orange: background predicted face
+    "false negative": (204, 121, 167),  # reddish purple: face missed
+}
+
+
+def error_map(image, pred, target) -> np.ndarray:
+    """``HxWx3`` uint8: ``image`` in grey (so the colours stand out) with every true-positive,
+    false-positive and false-negative pixel painted in its :data:`ERROR_COLORS` colour. ``pred`` and
+    ``target`` are 0/1 (or bool) masks of the image's size; true negatives keep the grey image."""
+    rgb = as_hwc(image).astype(np.float32)
+    grey = rgb.mean(axis=2) if rgb.ndim == 3 else rgb
+    out = np.repeat((0.35 * grey + 0.65 * 255 * 0.5)[:, :, None], 3, axis=2)  # dimmed grey
+    p, t = as_hw_mask(pred).astype(bool), as_hw_mask(target).astype(bool)
+    if p.shape != grey.shape or t.shape != grey.shape:
+        raise ValueError(f"error_map: image {grey.shape}, prediction {p.shape} and target {t.shape} differ in size")
+    for name, where in (("true positive", p & t), ("false positive", p & ~t), ("false negative", ~p & t)):
+        out[where] = ERROR_COLORS[name]
+    return out.round().astype(np.uint8)
+
+
+def error_window(pred, target, pad: int = 6, min_side: int = 24) -> tuple[slice, slice]:
+    """Rows and columns around every wrong pixel (false positive or false negative), ``pad`` pixels
+    wider on each side and at least ``min_side`` high and wide where the image allows: the crop to zoom
+    into. The whole image when nothing is wrong."""
+    p, t = as_hw_mask(pred).astype(bool), as_hw_mask(target).astype(bool)
+    h, w = p.shape
+    rows, cols = np.nonzero(p != t)
+    if rows.size == 0:
+        return slice(0, h), slice(0, w)
+
+    def span(lo: int, hi: int, n: int) -> slice:
+        lo, hi = max(lo - pad, 0), min(hi + 1 + pad, n)
+        need = min(min_side, n)
+        if hi - lo < need:  # widen around the centre, then shift back inside the image
+            lo = max(lo - (need - (hi - lo)) // 2, 0)
+            hi = min(lo + need, n)
+            lo = max(hi - need, 0)
+        return slice(lo, hi)
+
+    return span(int(rows.min()), int(rows.max()), h), span(int(cols.min()), int(cols.max()), w)
+
+
+def show_error_map(image, pred, target, axes=None, title: str = "", zoom: bool = True) -> Figure:
+    """The error map of one image (:func:`error_map`) and, when ``zoom``, the window around its errors
+    (:func:`error_window`) enlarged beside it, outlined on the full view; a legend names the colours."""
+    painted = error_map(image, pred, target)
+    if axes is None:
+        _, axes = plt.subplots(1, 2 if zoom else 1, figsize=(7.5 if zoom else 4, 3), squeeze=False)
+        axes = axes[0]
+    axes = list(np.atleast_1d(axes))
+    _show_image(axes[0], painted)
+    axes[0].set_title(title, fontsize=9)
+    if zoom:
+        rows, cols = error_window(pred, target)
+        axes[0].add_patch(Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
+                                    fill=False, edgecolor="white", linewidth=1.2, linestyle="--"))
+        _show_image(axes[1], painted[rows, cols])
+        axes[1].set_title(f"zoom: rows {rows.start}-{rows.stop - 1}, columns {cols.start}-{cols.stop - 1}",
+                          fontsize=8)
+    handles = [Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in ERROR_COLORS.values()]
+    axes[-1].legend(handles, list(ERROR_COLORS), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    frameon=False)
+    fig = axes[0].figure
     fig.tight_layout()
     return fig

@@ -576,3 +576,26 @@ def test_collate_and_report_in_a_real_worker():
         assert shared_memory_report(batch) == {"image": True, "boxes": True, "mask": True}
     in_main = collate_and_report(without_boxes, collate_reading)[1]
     assert in_main == {"image": False, "mask": False}
+
+
+def test_the_0_4_0_emulation_differs_from_today_where_the_notebook_says():
+    from collections import OrderedDict, namedtuple
+
+    from helpers.collate import collate_0_4_0
+
+    # Where nothing changed, the two agree.
+    samples = [{"image": torch.arange(6, dtype=torch.uint8).reshape(1, 2, 3), "x": 1.5, "name": "a"}] * 2
+    assert_same_batch(collate_0_4_0(samples), default_collate(samples))
+    # bools became 0/1 int64; uint16 / bool NumPy scalars were missing from numpy_type_map.
+    assert collate_0_4_0([True, False]).dtype == torch.int64 and default_collate([True, False]).dtype == torch.bool
+    with pytest.raises(KeyError):
+        collate_0_4_0([np.uint16(1), np.uint16(2)])
+    # np.memmap matched the NumPy branch by module, missed it by name, and fell off its end.
+    assert collate_0_4_0([np.zeros(3, np.float32).view(np.memmap)] * 2) is None
+    # Named tuples and OrderedDicts lost their type; unequal sequences were cut to the shortest.
+    Pair = namedtuple("Pair", "a b")
+    assert type(collate_0_4_0([Pair(1, "x"), Pair(2, "y")])) is list
+    assert type(collate_0_4_0([OrderedDict(a=1)] * 2)) is dict
+    assert len(collate_0_4_0([[1, 2], [3, 4, 5]])) == 2
+    with pytest.raises(RuntimeError, match="equal size"):
+        default_collate([[1, 2], [3, 4, 5]])

@@ -142,12 +142,30 @@ def apply(nb: dict, paths: list[Path], i: int) -> dict:
     return nb
 
 
+#: ``from helpers.X import ...`` / ``import helpers.X`` in a code cell: X is a helper module the notebook uses.
+HELPER_IMPORT = re.compile(r"^\s*(?:from|import)\s+helpers\.(\w+(?:\.\w+)*)", re.MULTILINE)
+#: Modules every notebook imports for its own plumbing (Setup, showing code): not listed per notebook.
+PLUMBING = {"setup_env", "notebook", "project"}
+
+
+def helper_modules(nb: dict) -> list[str]:
+    """The ``helpers`` modules a notebook's code cells import (the Setup cell and plumbing left out)."""
+    found: set[str] = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or cell.get("metadata", {}).get("nbskeleton") == "setup":
+            continue
+        found.update(HELPER_IMPORT.findall("".join(cell["source"])))
+    return sorted(found - PLUMBING)
+
+
 def readme_table(paths: list[Path]) -> str:
-    rows = ["| # | notebook | what it teaches | |", "|---|---|---|---|"]
+    rows = ["| # | notebook | what it teaches | helper modules it uses | |", "|---|---|---|---|---|"]
     for p in paths:
-        meta = json.loads(p.read_text(encoding="utf-8"))["metadata"].get("nbskeleton", {})
+        nb = json.loads(p.read_text(encoding="utf-8"))
+        meta = nb["metadata"].get("nbskeleton", {})
+        modules = ", ".join(f"[`{m}`](helpers/{m.replace('.', '/')}.py)" for m in helper_modules(nb))
         rows.append(f"| {p.name[:2]} | [{meta.get('title', p.stem)}](notebooks/{p.name}) | "
-                    f"{meta.get('goal', '')} | {colab_badge(p.name)} |")
+                    f"{meta.get('goal', '')} | {modules} | {colab_badge(p.name)} |")
     return "\n".join(rows)
 
 
