@@ -438,6 +438,23 @@ def _tree_cpu_seconds() -> float:
     return total
 
 
+#: The training batch size both run configurations split loader batches into (helpers.runconfig quick).
+TRAIN_BATCH = 8
+
+
+def _split(loader, loader_batch: int):
+    """``loader``'s batches as the training loop sees them: split into batches of :data:`TRAIN_BATCH`
+    by ``helpers.loader.SplitBatches`` (as ``build_loaders`` does) when the loader batch is a larger
+    multiple of it and this checkout has SplitBatches; else the loader itself."""
+    try:
+        from .loader import SplitBatches
+    except ImportError:
+        return loader
+    if loader_batch > TRAIN_BATCH and loader_batch % TRAIN_BATCH == 0:
+        return SplitBatches(loader, TRAIN_BATCH)
+    return loader
+
+
 def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_batch: int,
                   timed_images: int) -> tuple[float, float]:
     """``(images/s, CPU ms per image)`` of FaceDataset + default_pipeline + DataLoader, steady state.
@@ -461,7 +478,7 @@ def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_ba
                         prefetch_factor=prefetch if workers > 0 else None)
     count, start, cpu_start, n_start = 0, None, 0.0, 0
     result = None
-    batches = iter(loader)
+    batches = iter(_split(loader, loader_batch))
     for batch in batches:
         count += len(batch["name"])
         if start is None and count >= warm:
@@ -658,30 +675,51 @@ def prepare_memory_folder(root: str | Path, entries: int, sources: int, source_d
 
 def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int, loader_batch: int,
                  max_batches: int | None, draft: bool) -> dict[str, Any]:
-    """In a fresh process: the real FaceDataset + default_pipeline + make_loader (build_loaders'
-    construction: shuffled, seeded, persistent workers) over ``folder``, one pass (or ``max_batches``
-    batches, drawn shuffled from the whole index); PSS of main + workers sampled during and after."""
+    """In a fresh process: the training loader of ``folder`` (80% of its entries, the default split):
+    with ``storage='array'`` built by ``helpers.train.build_loaders`` itself (PathArray/BoxArray,
+    draft decoding, loader batches split by SplitBatches: the large batches are iterated here, the
+    same samples); with ``'list'`` the same construction with Python lists. One pass (or
+    ``max_batches`` loader batches, drawn shuffled from the whole index); PSS of main + workers
+    sampled during the pass (peak) and after it (workers alive)."""
     import gc
+    import json
+    from dataclasses import replace
 
     from .datafiles import read_file_lists
     from .loader import make_loader
     from .memory import pss_of_tree, release_freed_heap, tree_memory
+    from .runconfig import CONFIGS
     from .storage import BoxArray, PathArray
 
-    lists = read_file_lists(folder, test_fraction=0.0)
-    files, labels = lists.files_train, lists.labels_train
-    del lists
-    if storage == "array":
-        files, labels = PathArray(files), BoxArray(labels)
-    elif storage != "list":
-        raise ValueError(f"storage must be 'list' or 'array', got {storage!r}")
-    dataset = _face_dataset(files, labels, size, "pillow-draft" if draft else "pillow", root=folder)
-    del files, labels
+    with open(os.path.join(folder, "bbox.json")) as f:
+        index_entries = len(json.load(f))
+    config = replace(CONFIGS["quick"], image_size=tuple(size), num_workers=workers, batch_size=TRAIN_BATCH,
+                     data_folder=str(folder))
+    how = "build_loaders"
+    if storage == "array" and _build_loaders_uses_arrays():
+        from .train import build_loaders
+
+        loader, _test = build_loaders(config, data_dir=folder, loader_batch_size=loader_batch)
+        del _test
+        loader = getattr(loader, "loader", loader)  # the DataLoader under SplitBatches: the same samples
+        dataset = loader.dataset
+        draft = dataset.decode_size is not None
+    else:  # build_loaders' construction with the storage swapped (or, before perf-decode, rebuilt here)
+        how = "build_loaders-style"
+        lists = read_file_lists(folder, config.test_fraction)  # the training split, as build_loaders
+        files, labels = lists.files_train, lists.labels_train
+        del lists
+        if storage == "array":
+            files, labels = PathArray(files), BoxArray(labels)
+        elif storage != "list":
+            raise ValueError(f"storage must be 'list' or 'array', got {storage!r}")
+        dataset = _face_dataset(files, labels, size, "pillow-draft" if draft else "pillow", root=folder)
+        del files, labels
+        loader = make_loader(dataset, loader_batch, shuffle=True, seed=config.seed, num_workers=workers,
+                             pin_memory=False, persistent_workers=workers > 0)
     gc.collect()
     release_freed_heap()
     single = pss_of_tree()
-    loader = make_loader(dataset, loader_batch, shuffle=True, seed=0, num_workers=workers, pin_memory=False,
-                         persistent_workers=workers > 0)
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     sample_every = max(1, n_batches // 20)
     peak = 0
@@ -701,7 +739,7 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
     total = sum(per_process.values())
     peak = max(peak, total)
     result = {
-        "entries": len(dataset), "storage": storage, "size": list(size), "decode_size": list(size) if draft else None,
+        "entries": index_entries, "train_entries": len(dataset), "storage": storage, "built_by": how, "size": list(size), "decode_size": list(size) if draft else None,
         "num_workers": workers, "loader_batch": loader_batch, "batches": n_batches, "images_read": images,
         "full_pass": n_batches == len(loader), "single_pss_mb": round(single / MiB, 1),
         "total_pss_mb": round(total / MiB, 1), "peak_total_pss_mb": round(peak / MiB, 1),
@@ -711,6 +749,15 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
     }
     del loader
     return result
+
+
+def _build_loaders_uses_arrays() -> bool:
+    """Whether ``helpers.train.build_loaders`` stores the index in PathArray/BoxArray (perf-decode)."""
+    import inspect
+
+    from .train import build_loaders
+
+    return "PathArray" in inspect.getsource(build_loaders)
 
 
 def measure_memory(folder: str | Path, storage: str, size=(120, 160), workers: int = 2, loader_batch: int = 64,
@@ -924,7 +971,9 @@ def render_report(result: dict[str, Any]) -> str:
             verdict = "PASS" if a["ratio_to_1k"] <= GROWTH_TARGET else "FAIL"
             out += ["", f"Target: arrays, {a['entries']:,} entries vs the smallest index: {a['ratio_to_1k']:.3f} "
                     f"<= {GROWTH_TARGET:.2f} {verdict}. Decoded at {'x'.join(map(str, a['size']))}"
-                    f"{' (draft)' if a.get('decode_size') else ' (full decode)'}."]
+                    f"{' (draft)' if a.get('decode_size') else ' (full decode)'}; the array loader built by "
+                    f"{a.get('built_by', '?')}, the list loader by the same construction with lists; the training "
+                    f"split ({a.get('train_entries', '?'):,} of {a['entries']:,} entries) is read."]
         out.append("")
     if result.get("index_memory"):
         i = result["index_memory"]

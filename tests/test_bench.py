@@ -75,7 +75,8 @@ def test_tiny_run_memory_rows_and_report(tiny, capsys):
     for r in rows:
         assert r["total_pss_mb"] > 0 and r["peak_total_pss_mb"] >= r["total_pss_mb"] * 0.99
         assert r["jpeg_bytes_read"] > 0 and len(r["worker_pss_mb"]) == 2 and r["num_workers"] == 2
-        assert 0.5 < r["ratio_to_1k"] < 2
+        assert 0.5 < r["ratio_to_1k"] < 2 and r["train_entries"] < r["entries"]
+        assert r["built_by"] == ("build_loaders" if r["storage"] == "array" else "build_loaders-style")
     assert [r["ratio_to_1k"] for r in rows if r["entries"] == min(entries)] == [1.0, 1.0]
     assert result["index_memory"]["list"]["index_mb"] > result["index_memory"]["array"]["index_mb"]
     assert bench.main(["report", "--json", str(path)]) == 0
