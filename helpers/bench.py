@@ -127,6 +127,7 @@ SIZES: dict[str, dict[str, Any]] = {
                  memory_batches=None, memory_loader_batch=64, index_entries=1_000_000),
     # notebook 08: both sizes, a partial memory pass spread over the whole index (about a minute).
     "notebook": dict(n_images=12, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 32), rounds=3,
+                     variants=((0, 8), (1, 8), (2, 8), (2, 32)),
                      timed_images=96, decode_images=12, memory_entries=(1_000, 100_000), memory_sources=64,
                      memory_batches=6, memory_loader_batch=64, index_entries=100_000),
     # the tests: seconds.
@@ -496,15 +497,18 @@ def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_ba
 
 def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELINE_PATHS,
               workers: Sequence[int] = (0, 1, 2), loader_batches: Sequence[int] = (8, 64),
-              rounds: int = 3, timed_images: int = 768) -> dict[str, Any]:
+              rounds: int = 3, timed_images: int = 768,
+              variants: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
     """The pipeline's images/s for each (decode path, num_workers, loader batch) against its limit.
 
     Per size and decode path, each round times the limit (warm single-thread decode + resize to the
     training size, :func:`run_decode`'s work, in this process) and every pipeline variant, in an order
     rotated from round to round. ``ratio_to_limit`` = pipeline rate / (min(max(workers, 1), cores) x
     the limit of the same round and decode path); medians over rounds. Torch runs 1 thread here
-    (the 0-worker row), as DataLoader workers do.
+    (the 0-worker row), as DataLoader workers do. ``variants``: (workers, loader batch) pairs to time
+    instead of every combination of ``workers`` and ``loader_batches``.
     """
+    pairs = list(variants) if variants is not None else [(w, b) for w in workers for b in loader_batches]
     import torch
 
     cores = usable_cpus()
@@ -521,10 +525,10 @@ def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELI
                                    "reason": "FaceDataset has no decode_size here"})
                     continue
                 decode, _, _ = decoder_availability(path)
-                variants = [("limit", 0, 0)] + [("pipeline", w, b) for w in workers for b in loader_batches]
-                got: dict[tuple, list] = {v: [] for v in variants}
+                todo = [("limit", 0, 0)] + [("pipeline", w, b) for w, b in pairs]
+                got: dict[tuple, list] = {v: [] for v in todo}
                 for r in range(rounds):
-                    order = variants[r % len(variants):] + variants[: r % len(variants)]
+                    order = todo[r % len(todo):] + todo[: r % len(todo)]
                     for v in order:
                         if v[0] == "limit":
                             got[v].append(_time_decode(decode, files, size, max(timed_images // 2, len(files))))
@@ -533,7 +537,7 @@ def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELI
                 limit_rates = got[("limit", 0, 0)]
                 limits.append({"size": list(size), "decode_path": path,
                                "images_per_s": round(_median(limit_rates), 1), "rounds": limit_rates})
-                for v in variants[1:]:
+                for v in todo[1:]:
                     _, w, b = v
                     parallel = min(max(w, 1), cores)
                     rates = [rate for rate, _ in got[v]]
@@ -852,7 +856,7 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
     if "speed" in parts:
         say("pipeline against the limit ...")
         speed = run_speed(files, labels, cfg["sizes"], PIPELINE_PATHS, cfg["workers"], cfg["loader_batches"],
-                          cfg["rounds"], cfg["timed_images"])
+                          cfg["rounds"], cfg["timed_images"], cfg.get("variants"))
         result["limit"], result["pipeline"] = speed["limit"], speed["pipeline"]
         result["torch_threads"] = speed["torch_threads"]
         probes.append(contention_probe(result["machine"]["cores"]))
@@ -874,12 +878,9 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
     result["contention"] = probes
     result["contended"] = any(p["contended"] for p in probes)
     if result["contended"]:
-        import warnings
-
-        warnings.warn(
-            f"another load shares the {result['machine']['cores']} cores this benchmark counts (a CPU-bound probe "
-            f"ran {max(p['slowdown'] for p in probes):.2f}x slower in parallel): the result is marked contended; "
-            "rerun on an idle machine for figures", RuntimeWarning, stacklevel=2)
+        print(f"WARNING: another load shares the {result['machine']['cores']} cores this benchmark counts (a "
+              f"CPU-bound probe ran {max(p['slowdown'] for p in probes):.2f}x slower in parallel): the result is "
+              "marked contended; rerun on an idle machine for figures", file=sys.stderr, flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
