@@ -151,7 +151,7 @@ class FaceLoss(nn.Module):
 
 def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
                   num_workers: int | None = None, data_dir: str | Path | None = None,
-                  loader_batch_size: int | None = 64):
+                  loader_batch_size: int | None = 64, reduced_decode: bool = True):
     """``(train_loader, test_loader)`` over ``data_dir`` (default ``config.data_dir``: generate it first,
     notebook 00 / ``helpers.synth.ensure_dataset``; or a folder made by ``helpers.convert``), split by ``read_file_lists``' default (seed 0, whatever the
     training seed, so runs with other seeds are scored on the same test images). The train
@@ -164,7 +164,8 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     (rounded down to a multiple of ``config.batch_size``), which :class:`helpers.loader.SplitBatches`
     cuts into batches of ``config.batch_size``: the same batches, in the same order, as a loader of
     ``config.batch_size``, at a fraction of the per-batch hand-over cost. ``loader_batch_size=None``
-    gives plain DataLoaders of ``config.batch_size``.
+    gives plain DataLoaders of ``config.batch_size``; ``reduced_decode=False`` the full decode + ``Rescale``
+    (the reference path, e.g. to benchmark against).
     """
     from .collate import collate_keep_boxes
     from .datafiles import read_file_lists
@@ -178,13 +179,14 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     workers = config.num_workers if num_workers is None else num_workers
     pin = torch.device(device).type == "cuda"
     size = tuple(config.image_size)
+    decode_size = size if reduced_decode else None
     # decode_size: each image is decoded straight to the training size (reduced JPEG decode), so the
     # Rescale in default_pipeline finds it at size; boxes and masks equal the full-decode path's.
     # PathArray/BoxArray: the index is a few NumPy arrays, so forked workers do not copy it page by page.
     train_set = FaceDataset(PathArray(lists.files_train), BoxArray(lists.labels_train), root=folder,
-                            transform=default_pipeline(size), decode_size=size)
+                            transform=default_pipeline(size), decode_size=decode_size)
     test_set = FaceDataset(PathArray(lists.files_test), BoxArray(lists.labels_test), root=folder,
-                           transform=default_pipeline(size, keep_boxes=keep_test_boxes), decode_size=size)
+                           transform=default_pipeline(size, keep_boxes=keep_test_boxes), decode_size=decode_size)
     batch = config.batch_size
     big = batch if loader_batch_size is None else max(batch, loader_batch_size // batch * batch)
     train_loader = make_loader(train_set, big, shuffle=True, seed=config.seed,
