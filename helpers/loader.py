@@ -252,11 +252,134 @@ def batch_to_device(batch: Any, device: str | torch.device, non_blocking: bool =
     return batch
 
 
+def _all_text(items: Any) -> bool:
+    return len(items) > 0 and all(isinstance(v, (str, bytes)) for v in items)
+
+
+def _batch_length(batch: Any, fields: bool = True) -> int:
+    """The number of samples in a collated batch (its first tensor's or array's first dimension; see
+    :func:`_slice_batch` for how lists are read)."""
+    if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim > 0:
+        return int(batch.shape[0])
+    if isinstance(batch, (list, tuple)) and (not fields or _all_text(batch)):
+        return len(batch)
+    if isinstance(batch, (collections.abc.Mapping, list, tuple)):
+        inside_mapping = isinstance(batch, collections.abc.Mapping)
+        for value in (batch.values() if inside_mapping else batch):
+            try:
+                return _batch_length(value, fields=not inside_mapping)
+            except TypeError:
+                continue
+    raise TypeError(f"SplitBatches: cannot tell the batch size of a {type(batch).__name__} "
+                    "(expected tensors, arrays, or mappings / tuples of them)")
+
+
+def _slice_batch(batch: Any, start: int, stop: int, n: int, fields: bool = True) -> Any:
+    """Samples ``start:stop`` of a collated batch of ``n`` samples.
+
+    Tensors and arrays are sliced along the first dimension (a view: a pinned batch stays pinned).
+    Mappings are sliced value by value; INSIDE a mapping a list or tuple is one entry per sample (what
+    ``default_collate`` makes of strings, ``collate_keep_boxes`` of boxes) and must have ``n`` entries.
+    A top-level tuple or list (``default_collate`` of ``(input, target)`` samples) holds fields, each
+    sliced by these rules, unless it holds only strings (then it is per sample, like the names).
+    Anything else is a batch-level value, passed through.
+    """
+    if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim > 0:
+        return batch[start:stop]
+    if isinstance(batch, collections.abc.Mapping):
+        return _rebuild_mapping(batch, {k: _slice_batch(v, start, stop, n, fields=False) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)):
+        if fields and not _all_text(batch):
+            parts = [_slice_batch(v, start, stop, n) for v in batch]
+            if hasattr(batch, "_fields"):
+                return type(batch)(*parts)
+            return type(batch)(parts) if type(batch) in (list, tuple) else parts
+        if len(batch) != n:
+            raise TypeError(f"SplitBatches: a list of {len(batch)} entries in a batch of {n} samples: "
+                            "inside a mapping, lists must hold one entry per sample")
+        return batch[start:stop]
+    return batch
+
+
+class SplitBatches:
+    """Iterate ``loader``'s large batches as training batches of ``batch_size``: the same samples, in
+    the same order, with the same tensors as a loader built with ``batch_size`` itself.
+
+    Why: every batch a worker hands to the main process costs a fixed overhead (pickling, a queue
+    round trip, one shared-memory segment per tensor: about 2.4 ms per batch, measured), which for
+    small images and small batches is a large share of the work. A loader that collates 64 samples
+    at a time pays it once per 64; the 8-sample slices made here are views of the big tensors.
+
+    ``loader.batch_size`` must be a multiple of ``batch_size`` and ``loader.drop_last`` False (a big
+    loader that dropped its last partial batch would drop up to 63 samples); ``drop_last`` here drops
+    the last partial training batch, as ``DataLoader(drop_last=True)`` would. Everything ``train()``,
+    ``check_loaders`` and ``_reseed_loader`` read passes through: ``len`` (training batches per epoch),
+    ``batch_size`` and ``drop_last`` (those of the training batches), ``dataset``, ``sampler``,
+    ``generator``, ``num_workers``; other attributes are the loader's. Batches are mappings, tensors
+    or tuples of fields, as :func:`_slice_batch` describes.
+    """
+
+    def __init__(self, loader: Any, batch_size: int, drop_last: bool = False) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"SplitBatches: batch_size must be an int >= 1, got {batch_size!r}")
+        big = getattr(loader, "batch_size", None)
+        if big is None or big % batch_size != 0:
+            raise ValueError(f"SplitBatches: the loader's batch_size ({big}) must be a multiple of {batch_size}")
+        if getattr(loader, "drop_last", False):
+            raise ValueError("SplitBatches: build the loader with drop_last=False and pass drop_last here")
+        self.loader = loader
+        self.batch_size = batch_size
+        self.drop_last = bool(drop_last)
+
+    @property
+    def loader_batch_size(self) -> int:
+        """The size of the batches the workers collate."""
+        return self.loader.batch_size
+
+    @property
+    def dataset(self) -> Any:
+        return self.loader.dataset
+
+    @property
+    def sampler(self) -> Any:
+        return self.loader.sampler
+
+    @property
+    def generator(self) -> Any:
+        return getattr(self.loader, "generator", None)
+
+    @property
+    def num_workers(self) -> int:
+        return getattr(self.loader, "num_workers", 0)
+
+    def __len__(self) -> int:
+        n = len(self.loader.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        for big in self.loader:
+            n = _batch_length(big)
+            for start in range(0, n, self.batch_size):
+                stop = min(start + self.batch_size, n)
+                if self.drop_last and stop - start < self.batch_size:
+                    break
+                yield _slice_batch(big, start, stop, n)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __repr__(self) -> str:
+        return f"SplitBatches(batch_size={self.batch_size}, loader batches of {self.loader_batch_size})"
+
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "FlipWithInitRng",
     "RandomHorizontalFlip",
     "SeededAugment",
+    "SplitBatches",
     "batch_to_device",
     "make_loader",
     "sample_rng",

@@ -103,6 +103,20 @@ def _valid_size(size: int | Sequence[int]) -> int | tuple[int, int]:
     raise ValueError(f"output_size must be an int or (h, w), got {size!r}")
 
 
+def scale_boxes(boxes: np.ndarray, old_size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """XYXY ``boxes`` of an ``old_size = (height, width)`` image scaled to ``new_size = (height, width)``.
+
+    Multiplies by the float32 ratios (new_w / old_w, new_h / old_h): the product :class:`Rescale`
+    computes (and ``v2.Resize``). ``FaceDataset(decode_size=...)`` scales with it while decoding, so its
+    boxes equal those of the full decode + ``Rescale`` bit for bit and the masks are identical
+    (tests/test_fast_pipeline.py); a ``Rescale`` to the same size then finds image and boxes at size
+    and returns them unchanged.
+    """
+    (old_h, old_w), (new_h, new_w) = old_size, new_size
+    ratios = np.array([new_w / old_w, new_h / old_h] * 2, dtype=np.float32)
+    return np.asarray(boxes, dtype=np.float32) * ratios
+
+
 class Rescale:
     """Resize the image to ``output_size`` and scale its boxes to match.
 
