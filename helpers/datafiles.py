@@ -19,6 +19,8 @@ from .project import ROOT
 
 #: The name of the label file inside a data folder.
 BBOX_FILE = "bbox.json"
+#: Boxes of things drawn to look like faces (helpers.synth writes it; same format as bbox.json).
+DISTRACTORS_FILE = "distractors.json"
 #: File endings counted as images when the folder is checked for images that bbox.json does not list.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: How many names an error message lists before it says "... and N more".
@@ -296,6 +298,16 @@ split, the train/test split of :func:`split_train_test`). Nothing is dropped sil
         files_val=[str(data_dir / n) for n in val],
         labels_val=[boxes[n] for n in val],
     )
+
+
+def load_distractors(data_dir: str | Path) -> dict[str, list[list[float]]] | None:
+    """``data_dir/distractors.json`` read and checked like ``bbox.json`` (name -> boxes of the face-like
+    distractors, keys normalised to POSIX form), or ``None`` when the folder has no such file (your own
+    data): then false positives on distractors are unknown, not zero."""
+    path = Path(data_dir) / DISTRACTORS_FILE
+    if not path.is_file():
+        return None
+    return {posixpath.normpath(k): v for k, v in load_bboxes(path).items()}
 
 
 # --- What keeping paths instead of pixels saves -------------------------------------------------
