@@ -566,6 +566,7 @@ def train(
     model_kwargs: Mapping[str, Any] | None = None,
     face_fraction: float | None = None,
     dice_weight: float = 1.0,
+    pos_weight: float | None = None,
     weight_decay: float = 1e-4,
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
@@ -583,8 +584,9 @@ def train(
       the order of epoch ``e`` does not depend on how many epochs ran before (exact resumption).
     - Device: ``device`` or ``pick_device()``. CUDA: autocast (bf16, else fp16 + GradScaler),
       ``cudnn.benchmark``. ``channels_last`` on every device (it also speeds up CPU convolutions).
-    - Loss: :class:`FaceLoss` with ``pos_weight = positive_weight(face_fraction)``, the fraction measured
-      on the training loader unless given; AdamW, OneCycle LR (warm-up then cosine decay, per step).
+    - Loss: :class:`FaceLoss` with ``pos_weight = positive_weight(face_fraction)`` (unless ``pos_weight``
+      is given: ``python -m helpers.tune`` compares rules), the fraction measured on the training
+      loader unless given; AdamW, OneCycle LR (warm-up then cosine decay, per step).
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
       from one (same config; the model size, face fraction and loss weights come from the checkpoint,
       the shuffling from the epoch number, the RNG states are restored); ``stop_after``: stop after that many epochs in total (to simulate an
@@ -609,6 +611,7 @@ def train(
         model_kwargs = state.get("model_kwargs", model_kwargs)
         face_fraction = state.get("face_fraction", face_fraction)
         dice_weight = state.get("dice_weight", dice_weight)
+        pos_weight = state.get("pos_weight", pos_weight)
     model_kwargs = {**MODEL_DEFAULTS, **(model_kwargs or {})}
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
@@ -616,7 +619,8 @@ def train(
     check_loaders(train_loader, val_loader)
     if face_fraction is None:
         face_fraction = face_pixel_fraction(train_loader)
-    pos_weight = positive_weight(face_fraction)
+    if pos_weight is None:
+        pos_weight = positive_weight(face_fraction)
 
     torch.manual_seed(config.seed)
     model = FaceUNet(**model_kwargs).to(device)
@@ -689,7 +693,7 @@ def train(
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, history,
                                 model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
-                                dice_weight=float(dice_weight))
+                                dice_weight=float(dice_weight), pos_weight=float(pos_weight))
     model.eval()
     return TrainResult(model, history, evaluation, float(face_fraction), str(device))
 

@@ -286,3 +286,26 @@ def test_predict_returns_a_score_map_at_the_original_size(tmp_path):
     assert 0.0 <= prob.min() and prob.max() <= 1.0
     img.save(tmp_path / "x.png")
     np.testing.assert_allclose(predict(model, tmp_path / "x.png", SIZE, "cpu"), prob, atol=1e-6)
+
+
+def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
+    from helpers import tune
+    from helpers.train import Loaders
+
+    real = build_loaders
+
+    def guarded(*args, **kwargs):  # the sweep may build the test loader but must never read it
+        loaders = real(*args, **kwargs)
+        return Loaders(loaders.train, loaders.val, _Untouchable())
+
+    monkeypatch.setattr("helpers.train.build_loaders", guarded)
+    config = tiny_config(epochs=1, test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder),
+                         image_size=(60, 80))
+    candidates = {"defaults": {"model_kwargs": TINY}, "no Dice": {"dice_weight": 0.0, "model_kwargs": TINY},
+                  "pos 1": {"pos_weight": "none", "model_kwargs": TINY}}
+    rows = tune.sweep(config, candidates, log=None)
+    assert [r["candidate"] for r in rows] == list(candidates)
+    assert rows[2]["pos_weight"] == 1.0 and rows[0]["pos_weight"] > 1.0
+    assert all(0.0 <= r["iou"] <= 1.0 and "face_precision" in r for r in rows)
+    with pytest.raises(ValueError, match="pos_weight rule"):
+        tune.pos_weight_rule("half", 0.1)
