@@ -309,3 +309,11 @@ def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
     assert all(0.0 <= r["iou"] <= 1.0 and "face_precision" in r for r in rows)
     with pytest.raises(ValueError, match="pos_weight rule"):
         tune.pos_weight_rule("half", 0.1)
+
+
+def test_tune_command_refuses_an_unknown_candidate(capsys):
+    from helpers import tune
+
+    with pytest.raises(SystemExit):
+        tune.main(["--config", "quick", "--only", "no such candidate"])
+    assert "no candidate starts with that" in capsys.readouterr().err
