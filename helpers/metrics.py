@@ -186,8 +186,9 @@ def box_recall(prob_or_pred, boxes, threshold: float = 0.5, min_fraction: float 
 
 #: Predicted regions smaller than this many pixels (at the prediction's resolution: 120x160 for the
 #: quick config) are not counted as detections, neither right nor wrong, but tallied in
-#: ``FaceCounts.tiny`` so that nothing is dropped silently. The smallest face boxes of the synthetic
-#: data are about 3x4 pixels at that size, so a real face rarely gives fewer than 4 pixels.
+#: ``FaceCounts.tiny`` so that nothing is dropped silently. The smallest synthetic faces are 20 px
+#: tall and about 13 px wide at 640x480 (helpers.synth), about 5x3 px at 160x120, so a face that is
+#: found at all gives more than 4 pixels; tiny regions are mostly speckle.
 MIN_REGION_PIXELS = 4
 #: The matching rule's two shares (see :func:`face_counts`).
 MATCH_FRACTION = 0.5
