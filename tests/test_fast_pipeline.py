@@ -294,12 +294,12 @@ def test_build_loaders_uses_the_fast_path_with_the_same_truth(small_scenes):
     files, labels = small_scenes
     folder = files[0].parent
     config = replace(CONFIGS["quick"], data_folder=str(folder), image_size=(24, 32), num_workers=0)
-    train_loader, test_loader = build_loaders(config, keep_test_boxes=True)
+    train_loader, _, test_loader = build_loaders(config, keep_test_boxes=True)
     ds = train_loader.dataset
     assert isinstance(ds.files, PathArray) and isinstance(ds.labels, BoxArray)
     assert ds.decode_size == (24, 32) and test_loader.dataset.decode_size == (24, 32)
     assert train_loader.batch_size == config.batch_size and train_loader.loader_batch_size == 64 // 8 * 8
-    plain_train, plain_test = build_loaders(config, keep_test_boxes=True, loader_batch_size=None)
+    plain_train, _, plain_test = build_loaders(config, keep_test_boxes=True, loader_batch_size=None)
     assert len(train_loader) == len(plain_train) and len(test_loader) == len(plain_test)
     for loader, plain in ((train_loader, plain_train), (test_loader, plain_test)):
         _reseed_loader(loader, 5)
@@ -307,7 +307,7 @@ def test_build_loaders_uses_the_fast_path_with_the_same_truth(small_scenes):
         for x, y in zip(plain, loader, strict=True):
             assert_same_batch(y, x)
     # the reference path (full decode + Rescale): the same names, masks and boxes in every batch
-    _, reference = build_loaders(config, keep_test_boxes=True, reduced_decode=False)
+    reference = build_loaders(config, keep_test_boxes=True, reduced_decode=False).test
     assert reference.dataset.decode_size is None
     for r, f in zip(reference, test_loader, strict=True):
         assert r.keys() == f.keys() and r["name"] == f["name"]
