@@ -7,7 +7,8 @@ Notebook 00 generates the data set that the chosen size asks for; notebook 05 tr
 Your own data: ``FACES_DATA=path/to/folder`` (a folder with ``bbox.json``, e.g. written by
 ``python -m helpers.convert``) makes :func:`pick_config` return a config whose ``data_dir`` is that
 folder; ``helpers.synth.ensure_dataset`` never generates into a folder that holds a ``bbox.json`` it
-did not write.
+did not write. Notebooks 00–04 read :func:`teaching_folder`: that same folder, or the committed
+``data_sample/`` when ``FACES_DATA`` is not set.
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .project import OUTPUTS
+from .project import DATA_SAMPLE, OUTPUTS
 
 ENV_VAR = "FACES_CONFIG"
 #: The environment variable naming a data folder of your own (relative to the repository root, where
 #: the notebooks run, or absolute).
 DATA_ENV_VAR = "FACES_DATA"
+#: The committed sample (64 images), relative to the repository root: the folder notebooks 00–04 read
+#: when ``$FACES_DATA`` is not set (relative, so that the paths they print show no machine path).
+SAMPLE_FOLDER = Path(DATA_SAMPLE.name)
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,32 @@ def pick_config(name: str | None = None, device: str | None = None, **overrides)
         name = "full" if str(device).startswith("cuda") else "quick"
     if name not in CONFIGS:
         raise ValueError(f"{ENV_VAR}={name!r}: expected one of {sorted(CONFIGS)}")
-    folder = os.environ.get(DATA_ENV_VAR, "").strip()
-    if folder and "data_folder" not in overrides:
-        if not (Path(folder) / "bbox.json").is_file():
-            raise ValueError(f"{DATA_ENV_VAR}={folder!r}: no bbox.json in that folder (relative paths are "
-                             f"taken from {Path.cwd()}); convert your annotations with python -m helpers.convert")
-        overrides["data_folder"] = folder
+    if "data_folder" not in overrides:
+        folder = env_data_folder()
+        if folder is not None:
+            overrides["data_folder"] = folder
     return replace(CONFIGS[name], **overrides)
+
+
+def env_data_folder() -> str | None:
+    """``$FACES_DATA`` as given (stripped), or None when it is unset or blank.
+
+    Raises ValueError, naming the variable, when the folder holds no ``bbox.json``."""
+    folder = os.environ.get(DATA_ENV_VAR, "").strip()
+    if not folder:
+        return None
+    if not (Path(folder) / "bbox.json").is_file():
+        raise ValueError(f"{DATA_ENV_VAR}={folder!r}: no bbox.json in that folder (relative paths are "
+                         f"taken from {Path.cwd()}); convert your annotations with python -m helpers.convert")
+    return folder
+
+
+def teaching_folder() -> Path:
+    """The data folder notebooks 00–04 read: ``$FACES_DATA`` when set (checked as :func:`pick_config`
+    checks it: it must hold a ``bbox.json``), else the committed sample, ``data_sample`` (relative to the
+    repository root, the notebooks' working directory).
+
+    A notebook compares the result with :data:`SAMPLE_FOLDER` to run the checks that only the sample
+    passes (its 64 images, its file names and box values)."""
+    folder = env_data_folder()
+    return SAMPLE_FOLDER if folder is None else Path(folder)
