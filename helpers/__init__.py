@@ -5,7 +5,7 @@
 - ``runconfig``   the quick (CPU/CI) and full (GPU) run sizes, picked automatically
 - ``errors``      the exception types that name the bad file and entry
 - ``synth``       the synthetic face-scene generator (``python -m helpers.synth``)
-- ``datafiles``   reading and validating ``bbox.json``; the train/test file lists
+- ``datafiles``   reading and validating ``bbox.json``; the train/validation/test file lists
 - ``convert``     WIDER FACE / COCO annotations to a data folder (``python -m helpers.convert``)
 - ``real_photo``  a real photograph (scikit-image's astronaut) with its face box, and a model's scores on it
 - ``storage``     paths and boxes kept in NumPy arrays, safe to share with workers
@@ -14,6 +14,7 @@
 - ``collate``     a reading of ``default_collate`` and a batch checker
 - ``loader``      DataLoader construction, worker seeding, device transfer
 - ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier and its evaluation
+- ``tune``        ``python -m helpers.tune``: training choices compared on the validation split
 - ``shards``      tar shards in the WebDataset layout: writer (``python -m helpers.shards``), reader, splitting
 - ``distributed`` ``torchrun -m helpers.distributed``: DDP training over processes and machines
 - ``memory``      PSS measurement of a process tree

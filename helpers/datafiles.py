@@ -1,4 +1,4 @@
-"""Reading and validating ``bbox.json`` and building the train/test lists of image paths and boxes.
+"""Reading and validating ``bbox.json`` and building the train/validation/test lists of image paths and boxes.
 
 The teaching version from the source article: keep *paths*, not pixels (images are read one at a time
 later, by the Dataset); the boxes are small, so they are read and checked up front, once.
@@ -19,6 +19,8 @@ from .project import ROOT
 
 #: The name of the label file inside a data folder.
 BBOX_FILE = "bbox.json"
+#: Boxes of things drawn to look like faces (helpers.synth writes it; same format as bbox.json).
+DISTRACTORS_FILE = "distractors.json"
 #: File endings counted as images when the folder is checked for images that bbox.json does not list.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: How many names an error message lists before it says "... and N more".
@@ -201,13 +203,39 @@ def split_train_test(
     return sorted(train), sorted(test)
 
 
+def split_train_val_test(
+    names: Iterable[str], test_fraction: float = 0.2, val_fraction: float = 0.0, seed: int = 0
+) -> tuple[list[str], list[str], list[str]]:
+    """Split names into ``(train, val, test)``, each sorted, by the same stable hash as
+    :func:`split_train_test`.
+
+    Test: hash ``< test_fraction`` (exactly the test images of :func:`split_train_test`, so earlier
+    test figures stay comparable); validation: ``test_fraction <= hash < test_fraction +
+    val_fraction``, i.e. carved out of what used to be training images; train: the rest. Choices
+    (loss weights, model size, the baseline's bins, when to stop) are made on validation, so the test
+    split can be scored once, at the end, without having influenced anything.
+    """
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1], got {val_fraction}")
+    if test_fraction + val_fraction > 1.0 + 1e-12:
+        raise ValueError(f"test_fraction + val_fraction = {test_fraction + val_fraction:g} exceeds 1")
+    rest, test = split_train_test(names, test_fraction, seed)
+    top = test_fraction + val_fraction
+    train = [n for n in rest if _unit_hash(seed, n) >= top]
+    val = [n for n in rest if _unit_hash(seed, n) < top]
+    return train, val, test
+
+
 class FileLists(NamedTuple):
-    """The four lists of the source article: image paths and their boxes, for train and test."""
+    """The lists of the source article, image paths and their boxes for train and test, plus the
+    validation split (appended last, so ``lists[:4]`` is the article's four lists)."""
 
     files_train: list[str]
     files_test: list[str]
     labels_train: list[list[list[float]]]
     labels_test: list[list[list[float]]]
+    files_val: list[str]
+    labels_val: list[list[list[float]]]
 
 
 def _images_on_disk(folder: Path) -> set[str]:
@@ -222,16 +250,18 @@ def _images_on_disk(folder: Path) -> set[str]:
     return found
 
 
-def read_file_lists(data_dir: str | Path, test_fraction: float = 0.2, seed: int = 0) -> FileLists:
-    """Read ``data_dir/bbox.json`` and return the train/test lists of image paths and boxes.
+def read_file_lists(data_dir: str | Path, test_fraction: float = 0.2, seed: int = 0,
+                    val_fraction: float = 0.0) -> FileLists:
+    """Read ``data_dir/bbox.json`` and return the train/validation/test lists of image paths and boxes.
 
     ``files_*`` are ``str(data_dir / name)`` (relative when ``data_dir`` is), sorted by name;
     ``labels_*[i]`` is the list of ``[x_min, y_min, x_max, y_max]`` boxes of ``files_*[i]`` (``[]``: no
-    face). The split is :func:`split_train_test` on the names. Nothing is dropped silently: an image
+    face). The split is :func:`split_train_val_test` on the names (``val_fraction=0``: no validation
+split, the train/test split of :func:`split_train_test`). Nothing is dropped silently: an image
     that bbox.json lists but the folder lacks, and an image file in the folder (any of
     :data:`IMAGE_SUFFIXES`) that bbox.json does not list, both raise :class:`DataError` naming them —
-    list an image with ``[]`` if it has no face, or move it out of the folder. A split that leaves train
-    or test empty although ``0 < test_fraction < 1`` asked for both also raises.
+    list an image with ``[]`` if it has no face, or move it out of the folder. A split that leaves
+    train, validation or test empty although the fractions asked for it also raises.
     """
     data_dir = Path(data_dir)
     bbox_path = data_dir / BBOX_FILE
@@ -252,18 +282,32 @@ def read_file_lists(data_dir: str | Path, test_fraction: float = 0.2, seed: int 
             f"{_listing(unlisted)} (list them with [] if they show no face, or move them out)"
         )
 
-    train, test = split_train_test(boxes, test_fraction, seed)
-    if (0 < test_fraction and not test) or (test_fraction < 1 and not train):
-        raise DataError(
-            f"{shown}: splitting {len(boxes)} image(s) with test_fraction={test_fraction} left "
-            f"{len(train)} for training and {len(test)} for testing; use more images or another fraction"
-        )
+    train, val, test = split_train_val_test(boxes, test_fraction, val_fraction, seed)
+    if ((0 < test_fraction and not test) or (0 < val_fraction and not val)
+            or (test_fraction + val_fraction < 1 and not train)):
+        asked = f"test_fraction={test_fraction}" + (f", val_fraction={val_fraction}" if val_fraction else "")
+        parts = [f"{len(train)} for training"] + ([f"{len(val)} for validation"] if val_fraction else [])
+        left = ", ".join(parts) + f" and {len(test)} for testing"
+        raise DataError(f"{shown}: splitting {len(boxes)} image(s) with {asked} left {left}; "
+                        "use more images or other fractions")
     return FileLists(
         files_train=[str(data_dir / n) for n in train],
         files_test=[str(data_dir / n) for n in test],
         labels_train=[boxes[n] for n in train],
         labels_test=[boxes[n] for n in test],
+        files_val=[str(data_dir / n) for n in val],
+        labels_val=[boxes[n] for n in val],
     )
+
+
+def load_distractors(data_dir: str | Path) -> dict[str, list[list[float]]] | None:
+    """``data_dir/distractors.json`` read and checked like ``bbox.json`` (name -> boxes of the face-like
+    distractors, keys normalised to POSIX form), or ``None`` when the folder has no such file (your own
+    data): then false positives on distractors are unknown, not zero."""
+    path = Path(data_dir) / DISTRACTORS_FILE
+    if not path.is_file():
+        return None
+    return {posixpath.normpath(k): v for k, v in load_bboxes(path).items()}
 
 
 # --- What keeping paths instead of pixels saves -------------------------------------------------

@@ -18,6 +18,10 @@ The backend is chosen from the device: NCCL with one GPU per process, gloo on th
 process). The epoch's loss and the test metrics are summed over the processes (``all_reduce``); only
 rank 0 prints and writes the checkpoint, in :func:`helpers.train.save_checkpoint`'s format, so
 :func:`helpers.train.load_model` reads it. The process group is destroyed on exit and on error.
+
+This command shows how metrics are gathered across processes; it splits train/test only (no
+validation split, so it trains on the same images as before) and makes no choice on the per-epoch
+test figures it prints. Choices belong on a validation split: ``helpers.train`` / ``helpers.tune``.
 """
 from __future__ import annotations
 

@@ -376,10 +376,10 @@ class SplitBatches:
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "SplitBatches",
     "FlipWithInitRng",
     "RandomHorizontalFlip",
     "SeededAugment",
+    "SplitBatches",
     "batch_to_device",
     "make_loader",
     "sample_rng",

@@ -1,7 +1,13 @@
-"""Segmentation metrics for the face class, counted over every pixel of a split, and per-face box recall.
+"""Segmentation metrics for the face class, counted over every pixel of a split, per-face box recall,
+and face-level precision and recall (predicted regions matched one-to-one to the true boxes).
 
 Counts are summed over all pixels of the split before dividing (a large face weighs more than a small
 one), not averaged per image: an image with no face would otherwise have an undefined IoU.
+
+Box recall alone rewards predicting face everywhere (every box is then "found"); :class:`FaceCounts`
+also counts the predicted regions that match no face (false-positive faces), so it does not.
+Predictions are face SCORES (the network's sigmoid output, trained with a positive weight and a Dice
+term: ordered like a probability, not calibrated as one), thresholded at 0.5 by default.
 """
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PixelCounts", "BoxRecall", "pixel_counts", "per_image_iou", "box_recall", "box_pixel_slices"]
+__all__ = ["PixelCounts", "BoxRecall", "FaceCounts", "pixel_counts", "per_image_iou", "box_recall",
+           "box_pixel_slices", "face_counts", "MIN_REGION_PIXELS", "MATCH_FRACTION"]
 
 
 def _as_bool(x: torch.Tensor | np.ndarray, threshold: float) -> torch.Tensor:
-    """A prediction as a bool tensor: bool stays, integers are read as 0/1 labels, floats as probabilities."""
+    """A prediction as a bool tensor: bool stays, integers are read as 0/1 labels, floats as scores (face
+    where ``> threshold``)."""
     t = torch.as_tensor(x)
     if t.dtype == torch.bool:
         return t
@@ -83,7 +91,7 @@ class PixelCounts:
 def pixel_counts(pred, target, threshold: float = 0.5) -> PixelCounts:
     """Confusion counts of ``pred`` against ``target`` over all their pixels.
 
-    ``pred``: probabilities (float, face where ``> threshold``), a bool mask, or a 0/1 integer mask;
+    ``pred``: face scores (float, face where ``> threshold``), a bool mask, or a 0/1 integer mask;
     ``target``: a 0/1 or bool mask of the same shape (tensors or arrays, any shape, e.g. ``Bx1xHxW``).
     Logits are not accepted as such: pass ``torch.sigmoid(logits)`` or ``logits > 0``.
     """
@@ -148,7 +156,10 @@ def box_recall(prob_or_pred, boxes, threshold: float = 0.5, min_fraction: float 
     """Per-face recall of one image: a face counts as found when MORE than ``min_fraction`` of the
     pixels of its box (at the prediction's resolution) are predicted face.
 
-    ``prob_or_pred``: an ``HxW`` (or ``1xHxW``) probability map, bool mask or 0/1 mask;
+    Recall only: a prediction of face everywhere finds every face. :func:`face_counts` also counts
+    false-positive faces.
+
+    ``prob_or_pred``: an ``HxW`` (or ``1xHxW``) score map, bool mask or 0/1 mask;
     ``boxes``: ``(k, 4)`` XYXY boxes in the prediction's pixel coordinates (rescale them like the image,
     e.g. ``ConvertGroundTruth(keep_boxes=True)``).
     """
@@ -169,3 +180,144 @@ def box_recall(prob_or_pred, boxes, threshold: float = 0.5, min_fraction: float 
         elif float(region.float().mean()) > min_fraction:
             result.found += 1
     return result
+
+
+# --- face-level precision and recall ---------------------------------------------------------------
+
+#: Predicted regions smaller than this many pixels (at the prediction's resolution: 120x160 for the
+#: quick config) are not counted as detections, neither right nor wrong, but tallied in
+#: ``FaceCounts.tiny`` so that nothing is dropped silently. The smallest synthetic faces are 20 px
+#: tall and about 13 px wide at 640x480 (helpers.synth), about 5x3 px at 160x120, so a face that is
+#: found at all gives more than 4 pixels; tiny regions are mostly speckle.
+MIN_REGION_PIXELS = 4
+#: The matching rule's two shares (see :func:`face_counts`).
+MATCH_FRACTION = 0.5
+# 8-connectivity: diagonal neighbours join a region (a thin diagonal face outline stays one region).
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class FaceCounts:
+    """Face-level counts over a split: predicted regions (connected face pixels) against true boxes.
+
+    ``tp``: faces matched by a region (one region per face, one face per region); ``fn``: faces not
+    matched (``empty`` of them cover no pixel at this resolution and can never be matched; they are
+    included in ``fn``); ``fp``: regions of at least :data:`MIN_REGION_PIXELS` pixels that match no
+    face; ``tiny``: regions below that size, ignored by precision and recall. ``fp_distractor``: how
+    many of the ``fp`` regions lie on a distractor (a skin-coloured blob, a featureless head or an eye
+    pair drawn by ``helpers.synth``, recorded in ``distractors.json``); ``None`` when some image had no
+    distractor record (your own data): unknown, not zero.
+    """
+
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tiny: int = 0
+    empty: int = 0
+    fp_distractor: int | None = 0
+
+    def __add__(self, other: FaceCounts) -> FaceCounts:
+        fd = None if self.fp_distractor is None or other.fp_distractor is None else self.fp_distractor + other.fp_distractor
+        return FaceCounts(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp, self.tiny + other.tiny,
+                          self.empty + other.empty, fd)
+
+    @property
+    def faces(self) -> int:
+        """True faces in the split (``tp + fn``)."""
+        return self.tp + self.fn
+
+    @property
+    def precision(self) -> float:
+        """tp / (tp + fp): the share of predicted faces that are faces; 1.0 when nothing was predicted."""
+        return 1.0 if self.tp + self.fp == 0 else self.tp / (self.tp + self.fp)
+
+    @property
+    def recall(self) -> float:
+        """tp / (tp + fn): the share of faces found; 1.0 when there is no face."""
+        return 1.0 if self.faces == 0 else self.tp / self.faces
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"face_precision": self.precision, "face_recall": self.recall, "faces": self.faces,
+                "tp": self.tp, "fp": self.fp, "fn": self.fn, "tiny": self.tiny, "empty": self.empty,
+                "fp_distractor": self.fp_distractor}
+
+
+def _label_regions(pred: np.ndarray) -> tuple[np.ndarray, int]:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(pred, structure=_EIGHT)
+    return labels, int(n)
+
+
+def face_counts(score_or_pred, boxes, distractors=None, threshold: float = 0.5,
+                min_pixels: int = MIN_REGION_PIXELS, match_fraction: float = MATCH_FRACTION) -> FaceCounts:
+    """Face-level counts of one image.
+
+    Regions: connected components (8-connectivity) of the thresholded prediction; those under
+    ``min_pixels`` pixels are only counted as ``tiny``. Box pixels: those whose centre lies in the box
+    (:func:`box_pixel_slices`, the rule of the training masks).
+
+    Matching rule (one-to-one): a region and a box are a candidate pair when at least
+    ``match_fraction`` (0.5) of the region's pixels lie in the box AND the region covers at least
+    ``match_fraction`` of the box's pixels. Pairs are taken greedily by the number of shared pixels,
+    largest first (ties: lower box index, then lower region label), each box and each region used at
+    most once. So a face split into two regions is matched by at most one of them (the other is a
+    false positive only if it matches nothing else); a region spanning two faces lies mostly in
+    neither box and matches none of them (two misses and one false positive); a prediction of face
+    everywhere is one region lying mostly outside every box: precision 0, and no face found.
+
+    An unmatched region counts as ``fp_distractor`` when at least ``match_fraction`` of its pixels
+    lie inside the union of the ``distractors`` boxes; ``distractors=None`` (no record) makes
+    ``fp_distractor`` None. ``boxes`` and ``distractors``: ``(k, 4)`` XYXY in the prediction's pixel
+    coordinates; ``score_or_pred``: an ``HxW`` (or ``1xHxW``) score map, bool or 0/1 mask.
+    """
+    pred = _as_bool(score_or_pred, threshold)
+    if pred.dim() == 3 and pred.shape[0] == 1:
+        pred = pred[0]
+    if pred.dim() != 2:
+        raise ValueError(f"face_counts takes one image's HxW prediction, got shape {tuple(pred.shape)}")
+    pred_np = pred.cpu().numpy()
+    h, w = pred_np.shape
+    labels, n = _label_regions(pred_np)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    real = [r for r in range(1, n + 1) if sizes[r] >= min_pixels]
+    result = FaceCounts(tiny=n - len(real))
+    b = _as_boxes(boxes)
+    candidates: list[tuple[int, int, int]] = []  # (-shared, box index, region label)
+    for i, box in enumerate(b):
+        rows, cols = box_pixel_slices(box, h, w)
+        area = (rows.stop - rows.start) * (cols.stop - cols.start)
+        if area == 0:
+            result.empty += 1
+            continue
+        shared = np.bincount(labels[rows, cols].ravel(), minlength=n + 1)
+        for r in real:
+            if shared[r] and shared[r] >= match_fraction * sizes[r] and shared[r] >= match_fraction * area:
+                candidates.append((-int(shared[r]), i, r))
+    used_boxes: set[int] = set()
+    used_regions: set[int] = set()
+    for _, i, r in sorted(candidates):
+        if i not in used_boxes and r not in used_regions:
+            used_boxes.add(i)
+            used_regions.add(r)
+    result.tp = len(used_boxes)
+    result.fn = len(b) - result.tp
+    unmatched = [r for r in real if r not in used_regions]
+    result.fp = len(unmatched)
+    if distractors is None:
+        result.fp_distractor = None
+    else:
+        on = np.zeros((h, w), dtype=bool)
+        for box in _as_boxes(distractors):
+            rows, cols = box_pixel_slices(box, h, w)
+            on[rows, cols] = True
+        inside = np.bincount(labels[on].ravel(), minlength=n + 1)
+        result.fp_distractor = sum(1 for r in unmatched if inside[r] >= match_fraction * sizes[r])
+    return result
+
+
+def _as_boxes(boxes) -> np.ndarray:
+    """``(k, 4)`` float64 array of any list/array/tensor of boxes (k may be 0)."""
+    if boxes is None or len(boxes) == 0:
+        return np.zeros((0, 4))
+    return np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float64).reshape(-1, 4)

@@ -12,8 +12,10 @@ Why this size. The cost sits at full resolution, so the first level is narrow (`
 and widths double per level up to ``max_channels=64``: about 0.32 M parameters and 0.23 G
 multiply-adds per 120x160 image (``count_parameters``; ``torch.utils.flop_counter`` for the latter).
 On the synthetic scenes (an earlier version of the generator), twice the width (0.84 M parameters,
-3.5x the compute) scored no better after the same number of epochs; more images and epochs helped. Small enough to
-train in about two to three minutes (16 epochs at 120x160) on a 2-core CPU.
+3.5x the compute) scored no better after the same number of epochs; more images and epochs helped.
+That comparison was made on the TEST split's IoU, before the project had a validation split, so it
+took part in the choice; ``python -m helpers.tune`` compares widths on the validation split. Small
+enough to train in about two to three minutes (16 epochs at 120x160) on a 2-core CPU.
 
 Any height and width work: the input is zero-padded at the bottom and right up to a multiple of
 ``2**levels`` and the output cropped back, so the logit map always has the input's size.
@@ -56,7 +58,8 @@ class FaceUNet(nn.Module):
     (transposed conv 2x2, stride 2) each joined with the encoder's features of that size, and a 1x1 head.
 
     ``forward(x)`` takes a float ``Bx3xHxW`` batch (already normalised) and returns ``Bx1xHxW`` logits;
-    ``torch.sigmoid`` of a logit is the probability that the pixel belongs to a face.
+    ``torch.sigmoid`` of a logit is the pixel's face SCORE, face where > 0.5 (ordered like a probability
+    but not calibrated as one: the loss weighs face pixels up and adds a Dice term).
     """
 
     def __init__(

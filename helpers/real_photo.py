@@ -37,27 +37,32 @@ def write_astronaut_folder(folder: str | Path, quality: int = 95) -> Path:
     return folder
 
 
-def face_scores(probability: np.ndarray, box: tuple[float, float, float, float] = ASTRONAUT_FACE,
+def face_scores(score: np.ndarray, box: tuple[float, float, float, float] = ASTRONAUT_FACE,
                 threshold: float = 0.5) -> dict[str, float]:
-    """How a face-probability map (``HxW``, e.g. :func:`helpers.train.predict` on the photo) matches one box.
+    """How a face-score map (``HxW``, e.g. :func:`helpers.train.predict` on the photo) matches one box.
 
     ``iou``, ``precision``, ``recall`` of the pixels above ``threshold`` against the box's pixels (the
     pixel-centre rule of ``helpers.transforms.boxes_to_mask``), ``face_share``: the share of the whole
-    image called face, and the mean probability inside and outside the box.
+    image called face, and the mean score inside and outside the box (``mean_score_*``; the older
+    names ``mean_probability_*`` are kept as aliases for notebooks that use them: the network's
+    output is a score, not a calibrated probability).
     """
     from .transforms import boxes_to_mask
 
-    prob = np.asarray(probability, dtype=np.float64)
-    truth = boxes_to_mask(np.array([box], np.float32), *prob.shape).astype(bool)
-    pred = prob > threshold
+    scores = np.asarray(score, dtype=np.float64)
+    truth = boxes_to_mask(np.array([box], np.float32), *scores.shape).astype(bool)
+    pred = scores > threshold
     inter, union = int((pred & truth).sum()), int((pred | truth).sum())
+    inside, outside = float(scores[truth].mean()), float(scores[~truth].mean())
     return {
         "iou": inter / union if union else 1.0,
         "precision": inter / int(pred.sum()) if pred.any() else 0.0,
         "recall": inter / int(truth.sum()),
         "face_share": float(pred.mean()),
-        "mean_probability_in_box": float(prob[truth].mean()),
-        "mean_probability_outside": float(prob[~truth].mean()),
+        "mean_score_in_box": inside,
+        "mean_score_outside": outside,
+        "mean_probability_in_box": inside,
+        "mean_probability_outside": outside,
     }
 
 

@@ -22,8 +22,14 @@ the output depends on neither the number of workers nor their order: the same se
 ``bbox.json`` and, with the same Pillow and NumPy versions, byte-identical JPEGs.
 
 **Files.** ``image_000001.jpg`` ... and ``bbox.json`` (sorted keys, one image per line), plus
-``synth.json`` holding the parameters and :data:`GENERATOR_VERSION`. ``bbox.json`` is written last,
-atomically, so a folder from an interrupted run is never taken as complete by :func:`ensure_dataset`.
+``synth.json`` holding the parameters and :data:`GENERATOR_VERSION`, and ``distractors.json`` (same
+format as ``bbox.json``): the boxes of the things drawn to look like a face without being one — the
+featureless skin blobs and heads and the eye pairs (not the clutter shapes that happen to get a skin
+colour) — so that evaluation can count the false positives that fire on them apart. ``bbox.json`` is
+written last, atomically, so a folder from an interrupted run is never taken as complete by
+:func:`ensure_dataset`. Recording the distractors consumes no random number: pixels and ``bbox.json``
+are exactly those of earlier versions, so :data:`GENERATOR_VERSION` did not change, and
+:func:`ensure_dataset` adds ``distractors.json`` to an older folder without redrawing its images.
 
 Command line: ``python -m helpers.synth --out DIR --n N --seed S [--size W H] [--workers K] [--quality Q]``.
 """
@@ -51,6 +57,8 @@ DEFAULT_SIZE = (640, 480)
 DEFAULT_QUALITY = 88
 BBOX_FILE = "bbox.json"
 META_FILE = "synth.json"
+#: Boxes of the face-like distractors of every image (written by :func:`generate`).
+DISTRACTORS_FILE = "distractors.json"
 #: The largest n the 6-digit file names allow.
 MAX_IMAGES = 999_999
 _NAME_RE = re.compile(r"^image_(\d{6})\.jpg$")
@@ -273,8 +281,10 @@ def _clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, he
                       width=max(1, int(rng.uniform(1, 8) * scale)))
 
 
-def _eye_pair(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int) -> None:
-    """Two eyes (sclera + iris, or dark dots), sometimes with brows, with no face around them."""
+def _eye_pair(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int) -> tuple:
+    """Two eyes (sclera + iris, or dark dots), sometimes with brows, with no face around them.
+
+    Returns the (unclipped) box of both eyes and where their brows may be."""
     scale = min(width, height) / 480
     r = math.exp(rng.uniform(math.log(2.0), math.log(14.0))) * scale
     cx, cy = rng.uniform(0, width), rng.uniform(0, height)
@@ -294,6 +304,8 @@ def _eye_pair(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, h
             bx, by = ex + math.sin(theta) * r * 1.6, ey - math.cos(theta) * r * 1.6
             draw.line([(bx - dx * 0.4, by - dy * 0.4), (bx + dx * 0.4, by + dy * 0.4)], fill=dark,
                       width=max(1, int(r * 0.35)))
+    # Eyes reach r from their centres (|theta| <= 0.5 rad), brows about 2r above: a slightly loose box.
+    return cx - abs(dx) - r, cy - abs(dy) - 2.2 * r, cx + abs(dx) + r, cy + abs(dy) + r
 
 
 def _sample_face_size(rng: np.random.Generator, scale: float) -> tuple[float, float]:
@@ -518,28 +530,42 @@ def _draw_face(draw: ImageDraw.ImageDraw, rng: np.random.Generator, face: _Face,
     _draw_features(draw, rng, face, skin, hair)
 
 
-def _draw_blob(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int) -> None:
+def _corner_box(face: _Face, u0: float, u1: float, v0: float, v1: float) -> tuple[float, float, float, float]:
+    """The axis-aligned box of the face-frame rectangle ``[u0, u1] x [v0, v1]`` in the image."""
+    pts = face.to_image([u0, u1, u1, u0], [v0, v0, v1, v1])
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _draw_blob(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int) -> tuple:
     """A shape with a face's colours but no features: a skin oval (sometimes with hair behind it), a
-    lumpy skin polygon, or the back of a head (hair oval over a skin neck)."""
+    lumpy skin polygon, or the back of a head (hair oval over a skin neck). Returns its (unclipped)
+    box, hair included."""
     scale = min(width, height) / 480
     a, b = _sample_face_size(rng, scale)
     fake = _Face(rng.uniform(0, width), rng.uniform(0, height), a * rng.uniform(0.8, 1.5), b, _sample_rotation(rng))
     skin = _skin(rng)
     kind = rng.random()
     if kind < 0.15:  # an oval with hair behind it, but no face
-        _draw_hair_back(draw, rng, fake, ("short", "long", "puffy")[int(rng.integers(3))], _hair(rng))
+        style = ("short", "long", "puffy")[int(rng.integers(3))]
+        _draw_hair_back(draw, rng, fake, style, _hair(rng))
         _fill_ellipse(draw, fake.cx, fake.cy, fake.a, fake.b, fake.theta, skin)
+        return _Face(fake.cx, fake.cy, fake.a, fake.b, fake.theta, style).extent_box()
     elif kind < 0.27:  # the back of a head
         w = rng.uniform(0.3, 0.45)
         draw.polygon(fake.to_image([-w, w, w, -w], [0.5, 0.5, 1.55, 1.55]), fill=skin)
         _fill_ellipse(draw, fake.cx, fake.cy, fake.a * 1.08, fake.b * 1.02, fake.theta, _hair(rng))
+        return _corner_box(fake, -1.08, 1.08, -1.02, 1.55)
     elif kind < 0.65:
         _fill_ellipse(draw, fake.cx, fake.cy, fake.a, fake.b, fake.theta, skin)
+        return fake.raw_box()
     else:
         k = int(rng.integers(5, 10))
         ang = np.sort(rng.uniform(0, 2 * math.pi, k))
         rad = rng.uniform(0.6, 1.2, k)
-        draw.polygon(fake.to_image(rad * np.cos(ang), rad * np.sin(ang)), fill=skin)
+        pts = fake.to_image(rad * np.cos(ang), rad * np.sin(ang))
+        draw.polygon(pts, fill=skin)
+        return min(p[0] for p in pts), min(p[1] for p in pts), max(p[0] for p in pts), max(p[1] for p in pts)
 
 
 _SMOOTH = ImageFilter.Kernel((3, 3), [1, 2, 1, 2, 4, 2, 1, 2, 1])
@@ -557,8 +583,11 @@ def _finish(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageChops.add(img, Image.merge("RGB", (noise, noise, noise)), 1.0, -amp)
 
 
-def render_scene(seed: int, index: int, size: tuple[int, int] = DEFAULT_SIZE) -> tuple[Image.Image, list[Box]]:
-    """Draw scene ``index`` (1-based) of data set ``seed``; returns the RGB image and its boxes (XYXY ints).
+def render_scene(seed: int, index: int, size: tuple[int, int] = DEFAULT_SIZE,
+                 distractors: bool = False) -> tuple[Image.Image, list[Box]] | tuple[Image.Image, list[Box], list[Box]]:
+    """Draw scene ``index`` (1-based) of data set ``seed``; returns the RGB image and its boxes (XYXY ints),
+    and with ``distractors=True`` also the boxes of its face-like distractors (clipped to the image;
+    those entirely outside it left out; a distractor may be partly hidden by a face drawn later).
 
     A pure function of ``(seed, index, size)``: this is what :func:`generate` writes as
     ``image_{index:06d}.jpg``, before JPEG compression.
@@ -571,10 +600,8 @@ def render_scene(seed: int, index: int, size: tuple[int, int] = DEFAULT_SIZE) ->
     faces = _place_faces(rng, width, height)
     skins = [_skin(rng) for _ in faces]
     n_blobs, n_eyes = int(rng.integers(0, 3)), int(rng.integers(0, 4))
-    for _ in range(n_blobs):
-        _draw_blob(draw, rng, width, height)
-    for _ in range(n_eyes):
-        _eye_pair(draw, rng, width, height)
+    fakes = [_draw_blob(draw, rng, width, height) for _ in range(n_blobs)]
+    fakes += [_eye_pair(draw, rng, width, height) for _ in range(n_eyes)]
     for face, skin in zip(faces, skins):
         if rng.random() < 0.55:
             _draw_body(draw, rng, face, skin)
@@ -584,7 +611,11 @@ def render_scene(seed: int, index: int, size: tuple[int, int] = DEFAULT_SIZE) ->
     for box in boxes:  # guaranteed by _face_fits; checked so that a broken change cannot write bad labels
         if not (box[2] > box[0] and box[3] > box[1]):
             raise RuntimeError(f"scene {index} of seed {seed}: degenerate box {box}")
-    return _finish(img, rng), boxes
+    img = _finish(img, rng)
+    if not distractors:
+        return img, boxes
+    clipped = [_clip_box(raw, width, height) for raw in fakes]
+    return img, boxes, [b for b in clipped if b[2] > b[0] and b[3] > b[1]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -612,13 +643,38 @@ def _check_size(size) -> tuple[int, int]:
     return _check_int("size width", width, 16), _check_int("size height", height, 16)
 
 
-def _render_task(task: tuple) -> tuple[str, list[Box]]:
-    """Worker: draw one scene, write its JPEG, return only its name and boxes (top-level for spawn)."""
+def _render_task(task: tuple) -> tuple[str, list[Box], list[Box]]:
+    """Worker: draw one scene, write its JPEG, return only its name, boxes and distractor boxes
+    (top-level for spawn)."""
     out_dir, seed, index, size, quality = task
-    img, boxes = render_scene(seed, index, size)
+    img, boxes, fakes = render_scene(seed, index, size, distractors=True)
     name = image_name(index)
     img.save(os.path.join(out_dir, name), format="JPEG", quality=quality)
-    return name, boxes
+    return name, boxes, fakes
+
+
+def _distractor_task(task: tuple) -> tuple[str, list[Box]]:
+    """Worker: draw one scene only to learn its distractor boxes (nothing written)."""
+    seed, index, size = task
+    return image_name(index), render_scene(seed, index, size, distractors=True)[2]
+
+
+def _map(fn, tasks, n: int, workers: int, desc: str, progress: bool):
+    """``fn`` over ``tasks`` in ``workers`` processes (in order), with a progress bar of ``n`` steps."""
+    from tqdm import tqdm
+
+    workers = max(1, min(workers, n))
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, file=sys.stderr) as bar:
+        if workers == 1:
+            for item in map(fn, tasks):
+                bar.update(1)
+                yield item
+        else:
+            chunk = max(1, min(64, n // (workers * 8)))
+            with multiprocessing.get_context().Pool(workers) as pool:
+                for item in pool.imap(fn, tasks, chunksize=chunk):
+                    bar.update(1)
+                    yield item
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -650,6 +706,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] =
     ``os.cpu_count()``; 1 = in this process); only the boxes come back, so memory stays flat for any
     ``n``. Existing ``bbox.json``/``synth.json`` are removed first and images ``image_NNNNNN.jpg`` beyond
     ``n`` are deleted, so the folder always describes exactly this run; other files are left alone.
+    ``distractors.json`` (:data:`DISTRACTORS_FILE`) is written just before ``bbox.json``.
     """
     n = _check_int("n", n, 0, MAX_IMAGES)
     seed = _check_int("seed", seed, 0)
@@ -660,30 +717,20 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] =
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / BBOX_FILE, out / META_FILE):
+    for stale in (out / BBOX_FILE, out / META_FILE, out / DISTRACTORS_FILE):
         stale.unlink(missing_ok=True)  # until both are rewritten, the folder reads as incomplete
     for p in out.iterdir():
         m = _NAME_RE.match(p.name)
         if m and int(m.group(1)) > n:
             p.unlink()
 
-    from tqdm import tqdm
-
     tasks = ((str(out), seed, i, size, quality) for i in range(1, n + 1))
     boxes: dict[str, list[Box]] = {}
-    workers = max(1, min(workers, n))
-    with tqdm(total=n, desc=f"synth {out.name}", unit="img", disable=not progress, file=sys.stderr) as bar:
-        if workers == 1:
-            for name, b in map(_render_task, tasks):
-                boxes[name] = b
-                bar.update(1)
-        else:
-            chunk = max(1, min(64, n // (workers * 8)))
-            with multiprocessing.get_context().Pool(workers) as pool:
-                for name, b in pool.imap(_render_task, tasks, chunksize=chunk):
-                    boxes[name] = b
-                    bar.update(1)
+    fakes: dict[str, list[Box]] = {}
+    for name, b, f in _map(_render_task, tasks, n, workers, f"synth {out.name}", progress):
+        boxes[name], fakes[name] = b, f
     _write_atomic(out / META_FILE, json.dumps(_params(n, seed, size, quality), sort_keys=True) + "\n")
+    _write_atomic(out / DISTRACTORS_FILE, bbox_json_text(fakes))
     bbox_path = out / BBOX_FILE
     _write_atomic(bbox_path, bbox_json_text(boxes))  # last: its presence marks a complete folder
     return bbox_path
@@ -706,7 +753,9 @@ def dataset_is_current(out_dir: str | Path, n: int, seed: int = 0, size: tuple[i
 def ensure_dataset(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
                    workers: int | None = None, progress: bool = True, quality: int = DEFAULT_QUALITY) -> Path:
     """The path of ``out_dir/bbox.json``, generating the data set only if it is missing, incomplete or
-    was made with other parameters (or another :data:`GENERATOR_VERSION`).
+    was made with other parameters (or another :data:`GENERATOR_VERSION`). A current folder that lacks
+    ``distractors.json`` (generated before it existed) gets it added by :func:`write_distractors`, its
+    images untouched.
 
     A folder holding a ``bbox.json`` but no ``synth.json`` was not written by this generator (which
     writes ``synth.json`` before ``bbox.json``): it is someone's own data (``$FACES_DATA``,
@@ -716,8 +765,34 @@ def ensure_dataset(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, 
     if (Path(out_dir) / BBOX_FILE).is_file() and not (Path(out_dir) / META_FILE).exists():
         return Path(out_dir) / BBOX_FILE
     if dataset_is_current(out_dir, n, seed, size, quality):
+        if not _distractors_complete(Path(out_dir), n):  # made before distractors.json existed
+            write_distractors(out_dir, n, seed, size, workers=workers, progress=progress)
         return Path(out_dir) / BBOX_FILE
     return generate(out_dir, n, seed=seed, size=size, workers=workers, progress=progress, quality=quality)
+
+
+def _distractors_complete(out: Path, n: int) -> bool:
+    try:
+        fakes = json.loads((out / DISTRACTORS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(fakes, dict) and set(fakes) == set(map(image_name, range(1, n + 1)))
+
+
+def write_distractors(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
+                      workers: int | None = None, progress: bool = True) -> Path:
+    """Write ``distractors.json`` for a data set generated with these parameters, drawing every scene
+    again (in memory; the scenes are pure functions of their parameters, so the boxes are those of the
+    images on disk) and writing no image. Returns the file's path."""
+    n = _check_int("n", n, 0, MAX_IMAGES)
+    size = _check_size(size)
+    workers = _check_int("workers", (os.cpu_count() or 1) if workers is None else workers, 1)
+    out = Path(out_dir)
+    tasks = ((seed, i, size) for i in range(1, n + 1))
+    fakes = dict(_map(_distractor_task, tasks, n, workers, f"distractors {out.name}", progress))
+    path = out / DISTRACTORS_FILE
+    _write_atomic(path, bbox_json_text(fakes))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.baseline import ColourBaseline, fit
+from helpers.baseline import ColourBaseline, coarsen, fit, fit_select
 from helpers.metrics import pixel_counts
 
 SKIN = (220, 170, 140)
@@ -77,3 +77,28 @@ def test_no_face_pixels_at_all_predicts_nothing():
     b = batch([[SKIN, GREEN]], [[0, 0]])
     model = fit([b], bins=4)
     assert not model.predict(b["image"]).any()
+
+
+def test_coarsen_equals_fitting_at_fewer_bins():
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8))
+    mask = torch.from_numpy(rng.integers(0, 2, (2, 1, 8, 8), dtype=np.uint8))
+    fine = fit([{"image": image, "mask": mask}], bins=64)
+    for bins in (8, 16, 32):
+        direct = fit([{"image": image, "mask": mask}], bins=bins)
+        merged = coarsen(fine, bins)
+        assert (merged.face_counts == direct.face_counts).all() and merged.threshold == direct.threshold
+    with pytest.raises(ValueError, match="divide"):
+        coarsen(fine, 24)
+
+
+def test_fit_select_picks_the_bins_on_validation():
+    # Training skin (220, 170, 140); validation skin (216, 166, 136): the same bin at 8 and 16 bins per
+    # channel, a colour never seen in training at 32 and 64. Validation prefers the coarse rule; ties
+    # go to fewer bins.
+    train = batch([[SKIN, SKIN, GREEN]], [[1, 1, 0]])
+    val = batch([[(216, 166, 136), GREEN, GREEN]], [[1, 0, 0]])
+    model, scores = fit_select([train], [val])
+    assert scores == {8: 1.0, 16: 1.0, 32: 0.0, 64: 0.0} and model.bins == 8
+    with pytest.raises(ValueError, match="powers of two"):
+        fit_select([train], [val], candidates=(12,))

@@ -285,7 +285,7 @@ def test_converted_folder_trains_one_epoch(tmp_path):
     out = tmp_path / "converted"
     convert_wider(tmp_path / "gt.txt", images, out)
     config = RunConfig(name="convert-test", n_images=12, test_fraction=0.25, data_seed=0, image_size=(24, 32),
-                       epochs=1, batch_size=4, lr=1e-2, num_workers=0)
+                       epochs=1, batch_size=2, lr=1e-2, num_workers=0)
     loaders = build_loaders(config, "cpu", data_dir=out)
     names = [n for batch in loaders[1] for n in batch["name"]]
     assert names and all(re.fullmatch(r"\d--Event/img_\d+\.jpg", n) for n in names)

@@ -21,6 +21,7 @@ from helpers.datafiles import (
     path_list_bytes,
     read_file_lists,
     split_train_test,
+    split_train_val_test,
 )
 from helpers.errors import BBoxFormatError, DataError, ImageReadError
 
@@ -274,7 +275,36 @@ def test_split_properties(names, fraction, seed):
     assert set(test) <= set(test_more)
 
 
+def test_three_way_split_keeps_the_old_test_set_and_carves_validation_out_of_training():
+    old_train, old_test = split_train_test(NAMES, 0.2, seed=0)
+    train, val, test = split_train_val_test(NAMES, 0.2, 0.15, seed=0)
+    assert test == old_test  # the test images of every earlier run, exactly
+    assert sorted(train + val) == old_train and not set(train) & set(val)
+    assert train == sorted(train) and val == sorted(val)
+    assert (train, val, test) == split_train_val_test(list(reversed(NAMES)), 0.2, 0.15, seed=0)
+    assert 0.09 < len(val) / len(NAMES) < 0.21  # binomial(500, 0.15): mean 75, sd 8
+    assert split_train_val_test(NAMES, 0.2, 0.0) == (old_train, [], old_test)
+    # Adding images moves none between the three splits.
+    small = split_train_val_test(NAMES[:300], 0.2, 0.15, seed=0)
+    assert all(set(a) <= set(b) for a, b in zip(small, (train, val, test)))
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_train_val_test(NAMES, 0.2, -0.1)
+    with pytest.raises(ValueError, match="exceeds 1"):
+        split_train_val_test(NAMES, 0.9, 0.2)
+
+
 # --- read_file_lists ----------------------------------------------------------------------------------
+
+
+def test_read_file_lists_with_validation(tmp_path):
+    boxes = sample_boxes(40)
+    make_folder(tmp_path, boxes)
+    lists = read_file_lists(tmp_path, 0.25, seed=0, val_fraction=0.25)
+    train, val, test = split_train_val_test(boxes, 0.25, 0.25, 0)
+    assert lists.files_val == [str(tmp_path / n) for n in val] and val
+    assert lists.labels_val == [[[float(v) for v in b] for b in boxes[n]] for n in val]
+    assert lists.files_test == read_file_lists(tmp_path, 0.25, seed=0).files_test
+    assert len(set(lists.files_train) | set(lists.files_val) | set(lists.files_test)) == 40
 
 
 def sample_boxes(n: int) -> dict:
@@ -286,7 +316,8 @@ def test_read_file_lists(tmp_path):
     make_folder(tmp_path / "data", boxes)
     lists = read_file_lists(tmp_path / "data", test_fraction=0.25, seed=0)
     assert isinstance(lists, FileLists)
-    files_train, files_test, labels_train, labels_test = lists
+    files_train, files_test, labels_train, labels_test = lists[:4]
+    assert lists.files_val == [] and lists.labels_val == []  # val_fraction defaults to 0
     train, test = split_train_test(boxes, 0.25, 0)
     assert files_train == [str(tmp_path / "data" / n) for n in train]
     assert files_test == [str(tmp_path / "data" / n) for n in test]
@@ -347,6 +378,8 @@ def test_a_split_with_an_empty_side_raises(tmp_path):
     with pytest.raises(DataError, match=r"left \d for training and \d for testing"):
         read_file_lists(tmp_path, 0.5)
     assert read_file_lists(tmp_path, 0.0).files_test == []
+    with pytest.raises(DataError, match=r"left 1 for training, 0 for validation and 0 for testing"):
+        read_file_lists(tmp_path, 0.0, val_fraction=0.3)
 
 
 # --- what keeping paths saves -----------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def test_too_little_data_is_refused_before_training(tmp_path):
     empty = torch.utils.data.DataLoader(FaceDataset([], []), batch_size=4)
     with pytest.raises(DataError, match=r"the training split is empty \(0 images\)"):
         train(_config(), loaders=(empty, ok_test), device="cpu", log=None, progress=False)
-    with pytest.raises(DataError, match=r"the test split is empty \(0 images\)"):
+    with pytest.raises(DataError, match=r"the validation split is empty \(0 images\)"):
         check_loaders(_loader(files, labels), empty)
     with pytest.raises(DataError, match=r"the training loader has batch_size=8 and drop_last=True but the "
                                         r"training split holds only 4 image\(s\): no full batch, so an epoch "
@@ -224,8 +224,9 @@ def test_too_little_data_is_refused_before_training(tmp_path):
         "{" + ", ".join(f'"{Path(f).name}": {lab}' for f, lab in zip(files[:1], labels[:1])) + "}")
     for f in files[1:]:
         os.remove(f)
-    with pytest.raises(DataError, match=r"splitting 1 image\(s\) with test_fraction=0.2 left 1 for training "
-                                        r"and 0 for testing; use more images or another fraction"):
+    with pytest.raises(DataError, match=r"splitting 1 image\(s\) with test_fraction=0.2, val_fraction=0.15 left 1 "
+                                        r"for training, 0 for validation and 0 for testing; use more images or "
+                                        r"other fractions"):
         build_loaders(_config(), data_dir=tmp_path / "imgs")
 
 

@@ -1,4 +1,4 @@
-"""Pixel metrics and box recall on hand-made masks whose answers are known."""
+"""Pixel metrics, box recall and face-level counts on hand-made masks whose answers are known."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.metrics import BoxRecall, PixelCounts, box_pixel_slices, box_recall, per_image_iou, pixel_counts
+from helpers.metrics import (
+    BoxRecall, FaceCounts, PixelCounts, box_pixel_slices, box_recall, face_counts, per_image_iou, pixel_counts,
+)
 
 
 def masks_4x4():
@@ -109,3 +111,89 @@ def test_box_recall_on_hand_made_cases():
     assert (box_recall(pred, boxes[:1]) + box_recall(pred, boxes[1:])) == r
     with pytest.raises(ValueError, match="HxW"):
         box_recall(np.zeros((2, 5, 5)), boxes)
+
+
+# --- face-level counts: the matching rule on hand-made masks -----------------------------------------
+
+
+def test_one_region_per_box_is_matched():
+    pred = np.zeros((20, 20), bool)
+    pred[1:5, 1:5] = True  # box 0 exactly
+    pred[10:16, 10:15] = True  # box 1, a little larger than it: 20 of 30 pixels inside, box fully covered
+    c = face_counts(pred, [[1, 1, 5, 5], [10, 10, 14, 15]], distractors=[])
+    assert c == FaceCounts(tp=2, fn=0, fp=0, tiny=0, empty=0, fp_distractor=0)
+    assert c.precision == c.recall == 1.0
+
+
+def test_two_regions_on_one_box():
+    box = [[0, 0, 10, 10]]
+    pred = np.zeros((12, 12), bool)
+    pred[0:10, 0:6] = True  # 60% of the box: matches
+    pred[0:10, 8:10] = True  # 20% of the box, all inside it: no match left, a false positive (a duplicate)
+    c = face_counts(pred, box)
+    assert (c.tp, c.fn, c.fp) == (1, 0, 1) and c.precision == 0.5 and c.recall == 1.0
+    # Two halves of 40% each: neither covers half of the box, so the face is missed and both are wrong.
+    pred = np.zeros((12, 12), bool)
+    pred[0:10, 0:4] = True
+    pred[0:10, 6:10] = True
+    c = face_counts(pred, box)
+    assert (c.tp, c.fn, c.fp) == (0, 1, 2)
+
+
+def test_a_region_spanning_two_boxes_matches_neither():
+    pred = np.zeros((10, 20), bool)
+    pred[2:6, 2:18] = True  # one region over two 4x4 faces and the gap between them (1/4 of it in each)
+    c = face_counts(pred, [[2, 2, 6, 6], [14, 2, 18, 6]])
+    assert (c.tp, c.fn, c.fp) == (0, 2, 1) and c.precision == 0.0 and c.recall == 0.0
+    # A region mostly on one face and reaching into the other matches the first only.
+    pred = np.zeros((10, 20), bool)
+    pred[2:6, 2:7] = True
+    c = face_counts(pred, [[2, 2, 6, 6], [6, 2, 10, 6]])
+    assert (c.tp, c.fn, c.fp) == (1, 1, 0)
+
+
+def test_face_everywhere_finds_no_face_and_has_precision_zero():
+    pred = np.ones((40, 40), bool)
+    boxes = [[2, 2, 8, 8], [20, 20, 30, 30], [30, 2, 36, 10]]
+    assert box_recall(pred, boxes).recall == 1.0  # what box recall alone would report
+    c = face_counts(pred, boxes)
+    assert (c.tp, c.fn, c.fp) == (0, 3, 1) and c.precision == 0.0 and c.recall == 0.0
+
+
+def test_tiny_regions_and_empty_boxes_are_counted_not_dropped():
+    pred = np.zeros((10, 10), bool)
+    pred[0, 0] = pred[9, 9] = True  # two 1-pixel regions
+    pred[0:3, 8] = True  # 3 pixels in a column: below 4
+    pred[4:7, 0:2] = True  # 6 pixels, no box: a false positive
+    boxes = [[4.6, 4.6, 5.4, 5.4]]  # covers no pixel centre
+    c = face_counts(pred, boxes)
+    assert c == FaceCounts(tp=0, fn=1, fp=1, tiny=3, empty=1, fp_distractor=None)
+    assert face_counts(pred, boxes, min_pixels=1).fp == 4
+
+
+def test_eight_connectivity_joins_diagonal_pixels():
+    pred = np.eye(6, dtype=bool)  # a diagonal line: one region of 6 pixels
+    assert face_counts(pred, []).fp == 1
+
+
+def test_false_positives_on_distractors_are_counted_apart():
+    pred = np.zeros((20, 20), bool)
+    pred[1:5, 1:5] = True  # a face
+    pred[10:14, 10:14] = True  # on a distractor
+    pred[10:14, 1:5] = True  # elsewhere
+    c = face_counts(pred, [[1, 1, 5, 5]], distractors=[[9, 9, 15, 15]])
+    assert (c.tp, c.fp, c.fp_distractor) == (1, 2, 1)
+    assert face_counts(pred, [[1, 1, 5, 5]], distractors=None).fp_distractor is None
+    # Unknown in one image makes the sum unknown; known + known adds up.
+    assert (c + FaceCounts(fp_distractor=None)).fp_distractor is None
+    assert (c + c).fp_distractor == 2 and (c + c).tp == 2
+
+
+def test_face_counts_accepts_scores_tensors_and_nothing():
+    scores = torch.zeros(1, 8, 8)
+    scores[0, 2:6, 2:6] = 0.7
+    c = face_counts(scores, torch.tensor([[2.0, 2.0, 6.0, 6.0]]))
+    assert c.tp == 1 and face_counts(scores, [[2, 2, 6, 6]], threshold=0.8).fn == 1
+    assert FaceCounts().precision == FaceCounts().recall == 1.0
+    with pytest.raises(ValueError, match="HxW"):
+        face_counts(np.zeros((2, 5, 5)), [])

@@ -158,6 +158,35 @@ def test_ensure_dataset_skips_when_current_and_regenerates_when_not(tmp_path, mo
     assert not synth.dataset_is_current(out, 2, 1, SMALL)  # a newer generator redraws
 
 
+def test_distractors_are_recorded_without_changing_a_pixel(tmp_path):
+    # sha256 of the pixels of two scenes as drawn BEFORE distractors were recorded (their rng use is unchanged).
+    import hashlib
+
+    before = {(0, 1): "b5ce832caef057c798099c56f92fa699abaf1eb9e6aa462cac4fd548dc49fc3a",
+              (7, 3): "27564f776d373a18e002b3d5a53092bc23ce69adeaf26290d32db41838b26e93"}
+    for (seed, index), digest in before.items():
+        img, boxes, fakes = synth.render_scene(seed, index, distractors=True)
+        assert hashlib.sha256(img.tobytes()).hexdigest() == digest
+        plain, plain_boxes = synth.render_scene(seed, index)
+        assert plain.tobytes() == img.tobytes() and plain_boxes == boxes
+        assert all(0 <= b[0] < b[2] <= 640 and 0 <= b[1] < b[3] <= 480 for b in fakes)
+    synth.generate(tmp_path, 6, seed=0, size=SMALL, workers=1, progress=False)
+    fakes = json.loads((tmp_path / "distractors.json").read_text())
+    assert sorted(fakes) == [synth.image_name(i) for i in range(1, 7)]
+    assert fakes == {synth.image_name(i): synth.render_scene(0, i, SMALL, distractors=True)[2] for i in range(1, 7)}
+    assert sum(map(len, fakes.values())) > 0
+
+
+def test_ensure_dataset_adds_a_missing_distractors_file_and_keeps_the_images(tmp_path):
+    synth.generate(tmp_path, 3, seed=0, size=SMALL, workers=1, progress=False)
+    expected = (tmp_path / "distractors.json").read_text()
+    (tmp_path / "distractors.json").unlink()  # a folder generated before the file existed
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.jpg")}
+    synth.ensure_dataset(tmp_path, 3, seed=0, size=SMALL, workers=1, progress=False)
+    assert (tmp_path / "distractors.json").read_text() == expected
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.jpg")} == stamps  # no image redrawn
+
+
 def test_a_folder_without_bbox_json_or_with_a_missing_image_is_incomplete(tmp_path):
     synth.generate(tmp_path, 3, seed=0, size=SMALL, workers=1, progress=False)
     (tmp_path / "image_000002.jpg").unlink()

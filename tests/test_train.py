@@ -14,6 +14,7 @@ from helpers.train import (
     MEAN, STD, FaceLoss, build_model, config_from_dict, evaluate, face_pixel_fraction, load_checkpoint,
     load_model, positive_weight, predict, prepare_batch, save_checkpoint, train,
 )
+from helpers.train import Loaders, build_loaders, final_test, split_distractors
 
 TINY = {"base_channels": 4, "levels": 2, "max_channels": 8}
 SIZE = (24, 32)
@@ -184,9 +185,99 @@ def test_evaluate_a_perfect_and_an_empty_predictor(tiny_data):
     nothing = evaluate(lambda images: torch.zeros(images.shape[0], 1, *images.shape[2:]), test_loader)
     assert nothing.counts.iou == 0.0 and nothing.boxes.found == 0
     assert [iou for _, iou in nothing.worst(2)] == [0.0, 0.0]
+    # face level: the oracle finds both faces with no false face; predicting nothing finds none
+    oracle_masks = iter([torch.stack([truth[n] for n in b["name"]]) for b in test_loader])
+    perfect = evaluate(lambda images: next(oracle_masks).bool(), test_loader)
+    assert (perfect.faces.tp, perfect.faces.fp, perfect.faces.precision) == (2, 0, 1.0)
+    assert perfect.faces.fp_distractor is None  # no distractor record given: unknown, not zero
+    assert nothing.faces.recall == 0.0 and nothing.faces.fp == 0
+    # face everywhere: box recall says every face is found; face-level counts do not
+    everything = evaluate(lambda images: torch.ones(images.shape[0], 1, *images.shape[2:], dtype=torch.bool),
+                          test_loader, distractors={})
+    assert everything.boxes.recall == 1.0
+    assert everything.faces.precision == 0.0 and everything.faces.recall == 0.0
+    assert everything.faces.fp == 2 and everything.faces.fp_distractor is None  # names missing from the record
+    assert everything.summary()["face_precision"] == 0.0 and everything.summary()["box_recall"] == 1.0
 
 
-def test_predict_returns_a_probability_map_at_the_original_size(tmp_path):
+class _Untouchable:
+    """A loader that fails the test if anything iterates it or asks its length."""
+
+    def __iter__(self):
+        raise AssertionError("the test split was touched")
+
+    def __len__(self):
+        raise AssertionError("the test split was touched")
+
+
+def test_train_evaluates_on_validation_and_never_touches_the_test_split(tiny_data):
+    config = tiny_config(epochs=1)
+    train_loader, val_loader = tiny_loaders(tiny_data, config, keep_test_boxes=True)
+    result = train(config, loaders=Loaders(train_loader, val_loader, _Untouchable()), device="cpu",
+                   model_kwargs=TINY, progress=False, log=None)
+    names = {n for b in val_loader for n in b["name"]}
+    assert {n for n, _ in result.evaluation.per_image} == names and len(result.history["val_iou"]) == 1
+    assert result.evaluation.faces is not None  # validation batches with boxes give face counts
+
+
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory):
+    from helpers import synth
+
+    folder = tmp_path_factory.mktemp("synth")
+    synth.generate(folder, 40, seed=0, size=(160, 120), workers=1, progress=False)
+    return folder
+
+
+def test_build_loaders_gives_three_disjoint_splits_and_the_old_test_split(synth_folder):
+    from helpers.datafiles import read_file_lists
+
+    config = tiny_config(test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder))
+    loaders = build_loaders(config, "cpu", keep_test_boxes=True)
+    assert isinstance(loaders, Loaders)
+    names = {k: [getattr(loaders, k).dataset.name(i) for i in range(len(getattr(loaders, k).dataset))]
+             for k in ("train", "val", "test")}
+    assert all(names.values()) and sum(map(len, names.values())) == 40
+    assert len(set().union(*map(set, names.values()))) == 40  # disjoint
+    old_test = read_file_lists(synth_folder, 0.2).files_test  # the split before validation existed
+    assert [str(synth_folder / n) for n in names["test"]] == old_test
+    assert "boxes" in next(iter(loaders.val)) and "boxes" in next(iter(loaders.test))
+
+
+def test_split_distractors_are_scaled_like_the_boxes_and_none_without_the_file(synth_folder, tmp_path):
+    import json
+    import shutil
+
+    config = tiny_config(test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder))
+    test_set = build_loaders(config, "cpu", keep_test_boxes=True).test.dataset
+    fakes = split_distractors(test_set, (60, 40))  # half the height, a quarter of the width
+    record = json.loads((synth_folder / "distractors.json").read_text())
+    for i in range(len(test_set)):
+        name = test_set.name(i)
+        expected = np.asarray(record[name], np.float32).reshape(-1, 4) * np.float32([0.25, 0.5, 0.25, 0.5])
+        np.testing.assert_allclose(fakes[name], expected)
+    own = tmp_path / "own"
+    shutil.copytree(synth_folder, own)
+    (own / "distractors.json").unlink()
+    config = tiny_config(test_fraction=0.2, val_fraction=0.2, data_folder=str(own))
+    assert split_distractors(build_loaders(config, "cpu").test.dataset, (60, 40)) is None
+
+
+def test_final_test_scores_every_contestant_once_with_face_counts(synth_folder):
+    config = tiny_config(test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder), image_size=(60, 80))
+    loaders = build_loaders(config, "cpu", keep_test_boxes=True)
+    fakes = split_distractors(loaders.test.dataset, (60, 80))
+    torch.manual_seed(0)
+    results = final_test({"net": build_model(**TINY).eval(),
+                          "everything": lambda images: torch.ones(images.shape[0], 1, *images.shape[2:]) > 0},
+                         loaders.test, "cpu", distractors=fakes)
+    assert set(results) == {"net", "everything"}
+    everything = results["everything"]
+    assert everything.faces.fp == len(loaders.test.dataset) and everything.faces.fp_distractor is not None
+    assert everything.counts.recall == 1.0 and everything.faces.precision == 0.0
+
+
+def test_predict_returns_a_score_map_at_the_original_size(tmp_path):
     torch.manual_seed(0)
     model = build_model(**TINY).eval()
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 50, 3), dtype=np.uint8))
@@ -195,3 +286,34 @@ def test_predict_returns_a_probability_map_at_the_original_size(tmp_path):
     assert 0.0 <= prob.min() and prob.max() <= 1.0
     img.save(tmp_path / "x.png")
     np.testing.assert_allclose(predict(model, tmp_path / "x.png", SIZE, "cpu"), prob, atol=1e-6)
+
+
+def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
+    from helpers import tune
+    from helpers.train import Loaders
+
+    real = build_loaders
+
+    def guarded(*args, **kwargs):  # the sweep may build the test loader but must never read it
+        loaders = real(*args, **kwargs)
+        return Loaders(loaders.train, loaders.val, _Untouchable())
+
+    monkeypatch.setattr("helpers.train.build_loaders", guarded)
+    config = tiny_config(epochs=1, test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder),
+                         image_size=(60, 80))
+    candidates = {"defaults": {"model_kwargs": TINY}, "no Dice": {"dice_weight": 0.0, "model_kwargs": TINY},
+                  "pos 1": {"pos_weight": "none", "model_kwargs": TINY}}
+    rows = tune.sweep(config, candidates, log=None)
+    assert [r["candidate"] for r in rows] == list(candidates)
+    assert rows[2]["pos_weight"] == 1.0 and rows[0]["pos_weight"] > 1.0
+    assert all(0.0 <= r["iou"] <= 1.0 and "face_precision" in r for r in rows)
+    with pytest.raises(ValueError, match="pos_weight rule"):
+        tune.pos_weight_rule("half", 0.1)
+
+
+def test_tune_command_refuses_an_unknown_candidate(capsys):
+    from helpers import tune
+
+    with pytest.raises(SystemExit):
+        tune.main(["--config", "quick", "--only", "no such candidate"])
+    assert "no candidate starts with that" in capsys.readouterr().err

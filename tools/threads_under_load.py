@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     config = pick_config("quick")
     workers = config.num_workers if args.workers is None else args.workers
     ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=False)
-    train_loader, _ = build_loaders(config, "cpu", num_workers=workers)
+    train_loader = build_loaders(config, "cpu", num_workers=workers).train
     cores = usable_cores()
     thread_counts = sorted({1, cores})
     torch.manual_seed(0)
