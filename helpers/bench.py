@@ -679,7 +679,7 @@ def prepare_memory_folder(root: str | Path, entries: int, sources: int, source_d
 
 def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int, loader_batch: int,
                  max_batches: int | None, draft: bool) -> dict[str, Any]:
-    """In a fresh process: the training loader of ``folder`` (80% of its entries, the default split):
+    """In a fresh process: the training loader of ``folder`` (the quick configuration's split):
     with ``storage='array'`` built by ``helpers.train.build_loaders`` itself (PathArray/BoxArray,
     draft decoding, loader batches split by SplitBatches: the large batches are iterated here, the
     same samples); with ``'list'`` the same construction with Python lists. One pass (or
@@ -703,14 +703,16 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
     if storage == "array" and _build_loaders_uses_arrays():
         from .train import build_loaders
 
-        loader, _test = build_loaders(config, data_dir=folder, loader_batch_size=loader_batch)
-        del _test
+        loaders = build_loaders(config, data_dir=folder, loader_batch_size=loader_batch)
+        loader = loaders[0]  # the training loader (the others are built, never iterated: no workers)
+        del loaders
         loader = getattr(loader, "loader", loader)  # the DataLoader under SplitBatches: the same samples
         dataset = loader.dataset
         draft = dataset.decode_size is not None
     else:  # build_loaders' construction with the storage swapped (or, before perf-decode, rebuilt here)
         how = "build_loaders-style"
-        lists = read_file_lists(folder, config.test_fraction)  # the training split, as build_loaders
+        split = {"val_fraction": config.val_fraction} if hasattr(config, "val_fraction") else {}
+        lists = read_file_lists(folder, config.test_fraction, **split)  # the training split, as build_loaders
         files, labels = lists.files_train, lists.labels_train
         del lists
         if storage == "array":
