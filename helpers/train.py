@@ -35,7 +35,7 @@ from .runconfig import RunConfig
 __all__ = [
     "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss", "Loaders",
     "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
-    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "amp_settings",
+    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "train_one_epoch", "amp_settings",
     "evaluate", "final_test", "split_distractors", "train", "save_checkpoint",
     "load_checkpoint", "config_from_dict", "load_model", "predict",
 ]
@@ -555,6 +555,28 @@ def train_step(model: nn.Module, batch: Mapping[str, Any], loss_fn: nn.Module, o
     return loss.item()  # also waits for the GPU, so the caller's timings are honest
 
 
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, device: torch.device, channels_last: bool = False,
+                    on_step: Callable[[int], Any] | None = None) -> tuple[float, int, float]:
+    """One pass over ``loader``: a :func:`train_step` per batch. Returns (mean loss, steps, seconds spent
+    waiting for the loader), the last being what shows whether the data pipeline keeps up.
+    ``on_step(1)`` is called after each step (a progress bar's ``update``)."""
+    model.train()
+    loss_sum, steps, wait = 0.0, 0, 0.0
+    batches = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)  # the time spent here is time the model waits for data
+        wait += time.perf_counter() - t0
+        if batch is None:
+            break
+        loss_sum += train_step(model, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last)
+        steps += 1
+        if on_step is not None:
+            on_step(1)
+    return loss_sum / max(steps, 1), steps, wait
+
+
 class TrainResult(NamedTuple):
     """What :func:`train` returns: the trained model (eval mode), the per-epoch history, the last
     :class:`Evaluation` on the VALIDATION split (never the test split), the measured face-pixel
@@ -670,35 +692,20 @@ def train(
             + (f" | resuming after epoch {start}" if start else ""))
     with torch_threads(threads):  # see threads_beside_workers
         for epoch in range(start, end):
-            model.train()
             _reseed_loader(train_loader, config.seed + epoch)
-            wait = loss_sum = 0.0
-            n = 0
             t_start = time.perf_counter()
-            it = iter(train_loader)
             # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
             # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                       leave=False, mininterval=2.0)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
-                wait += time.perf_counter() - t0
-                loss_value = train_step(model, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last)
-                loss_sum += loss_value
-                n += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-            bar.close()
+            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                      leave=False, mininterval=2.0) as bar:
+                epoch_loss, n, wait = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, scaler,
+                                                      device, channels_last, on_step=bar.update)
             seconds = time.perf_counter() - t_start
             t_val = time.perf_counter()
             evaluation = evaluate(model, val_loader, device, loss_fn=loss_fn, channels_last=channels_last)
             val_seconds = time.perf_counter() - t_val
             c = evaluation.counts
-            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(n, 1),
+            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": epoch_loss,
                    "val_loss": evaluation.loss, "val_iou": c.iou, "val_dice": c.dice, "val_precision": c.precision,
                    "val_recall": c.recall, "seconds": seconds, "val_seconds": val_seconds,
                    "wait_fraction": wait / seconds if seconds > 0 else 0.0}
