@@ -35,7 +35,7 @@ from .runconfig import RunConfig
 __all__ = [
     "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss", "Loaders",
     "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
-    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "train_one_epoch", "amp_settings",
+    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "train_one_epoch", "evaluation_table", "amp_settings",
     "evaluate", "final_test", "split_distractors", "train", "save_checkpoint",
     "load_checkpoint", "config_from_dict", "load_model", "predict",
 ]
@@ -176,7 +176,8 @@ class Loaders(NamedTuple):
 
 def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
                   num_workers: int | None = None, data_dir: str | Path | None = None,
-                  loader_batch_size: int | None = 64, reduced_decode: bool = True) -> Loaders:
+                  loader_batch_size: int | None = 64, reduced_decode: bool = True,
+                  augment: bool = False) -> Loaders:
     """:class:`Loaders` ``(train, val, test)`` over ``data_dir`` (default ``config.data_dir``: generate it first,
     notebook 00 / ``helpers.synth.ensure_dataset``; or a folder made by ``helpers.convert``), split by
     ``read_file_lists`` with ``config.test_fraction`` and ``config.val_fraction`` and its default seed 0,
@@ -193,11 +194,16 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     ``config.batch_size``, at a fraction of the per-batch hand-over cost. ``loader_batch_size=None``
     gives plain DataLoaders of ``config.batch_size``; ``reduced_decode=False`` the full decode + ``Rescale``
     (the reference path, e.g. to benchmark against).
+
+    ``augment``: the training images (not the others) are flipped left-right with probability 0.5,
+    image and mask together, by :class:`helpers.loader.SeededAugment` (a random draw per sample and
+    epoch, the same whatever the number of workers; :func:`train` sets the epoch). Notebook 05 says why
+    its default run trains without it.
     """
     from .collate import collate_keep_boxes
     from .datafiles import read_file_lists
     from .dataset import FaceDataset
-    from .loader import SplitBatches, make_loader
+    from .loader import RandomHorizontalFlip, SeededAugment, SplitBatches, make_loader
     from .storage import BoxArray, PathArray
     from .transforms import default_pipeline
 
@@ -212,6 +218,8 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     # PathArray/BoxArray: the index is a few NumPy arrays, so forked workers do not copy it page by page.
     train_set = FaceDataset(PathArray(lists.files_train), BoxArray(lists.labels_train), root=folder,
                             transform=default_pipeline(size), decode_size=decode_size)
+    if augment:
+        train_set = SeededAugment(train_set, RandomHorizontalFlip(0.5), seed=config.seed)
     held_out = [FaceDataset(PathArray(files), BoxArray(labels), root=folder,
                             transform=default_pipeline(size, keep_boxes=keep_test_boxes), decode_size=decode_size)
                 for files, labels in ((lists.files_val, lists.labels_val), (lists.files_test, lists.labels_test))]
@@ -693,6 +701,9 @@ def train(
     with torch_threads(threads):  # see threads_beside_workers
         for epoch in range(start, end):
             _reseed_loader(train_loader, config.seed + epoch)
+            set_epoch = getattr(getattr(train_loader, "dataset", None), "set_epoch", None)
+            if set_epoch is not None:  # SeededAugment: this epoch's random draws (see build_loaders' augment)
+                set_epoch(epoch)
             t_start = time.perf_counter()
             # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
             # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
@@ -772,6 +783,24 @@ def predict(model: nn.Module, image: str | Path | Any, image_size: tuple[int, in
 
 
 # --- command line: the benchmark behind the numbers the notebook and README quote -------------------
+
+
+def evaluation_table(evaluations: Mapping[str, Evaluation]) -> str:
+    """The figures of several :class:`Evaluation`s side by side, one row each: pixel IoU, Dice, precision
+    and recall; box recall; face-level precision and recall (faces found / faces), false face regions and
+    how many of those lie on distractors (``?`` when unknown: a folder without ``distractors.json``)."""
+    head = (f"{'':<16} {'IoU':>6} {'Dice':>6} {'prec.':>6} {'recall':>6} | {'box rec.':>8} | "
+            f"{'face prec.':>10} {'face rec.':>9} {'found':>9} {'false':>6} {'on distr.':>9}")
+    rows = [head, "-" * len(head)]
+    for name, ev in evaluations.items():
+        c, b, f = ev.counts, ev.boxes, ev.faces
+        row = f"{name:<16} {c.iou:6.3f} {c.dice:6.3f} {c.precision:6.3f} {c.recall:6.3f} | "
+        row += f"{b.recall:8.3f} | " if b is not None else f"{'-':>8} | "
+        if f is not None:
+            on = "?" if f.fp_distractor is None else str(f.fp_distractor)
+            row += f"{f.precision:10.3f} {f.recall:9.3f} {f'{f.tp}/{f.faces}':>9} {f.fp:6d} {on:>9}"
+        rows.append(row.rstrip())
+    return "\n".join(rows)
 
 
 def _line(name: str, ev: Evaluation) -> str:

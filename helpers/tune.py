@@ -49,6 +49,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "Dice weight 2": {"dice_weight": 2.0},
     "width 4": {"model_kwargs": {"base_channels": 4}},
     "width 16": {"model_kwargs": {"base_channels": 16}},
+    "flip augmentation": {"augment": True},
 }
 
 
@@ -76,8 +77,11 @@ def sweep(config, candidates: dict[str, dict[str, Any]], device: str = "cpu", lo
     for name, changes in candidates.items():
         kwargs = dict(changes)
         kwargs["pos_weight"] = pos_weight_rule(kwargs.pop("pos_weight", "sqrt"), face_fraction)
+        train_loader = loaders.train
+        if kwargs.pop("augment", False):  # the same split and validation loader, flipped training images
+            train_loader = build_loaders(config, device, keep_test_boxes=True, augment=True).train
         t0 = time.perf_counter()
-        result = train(config, loaders=(loaders.train, loaders.val), device=device, face_fraction=face_fraction,
+        result = train(config, loaders=(train_loader, loaders.val), device=device, face_fraction=face_fraction,
                        progress=False, log=None, **kwargs)
         ev = result.evaluation
         row = {"candidate": name, "epochs": config.epochs, "seconds": time.perf_counter() - t0,
