@@ -822,7 +822,7 @@ def run_memory_growth(root: str | Path, entries: Sequence[int] = (1_000, 100_000
 
 
 def sample_files(n: int, data_dir: str | Path = DATA_SAMPLE) -> tuple[list[str], list]:
-    """The first ``n`` images of ``data_dir`` (default data_sample: 640x480 JPEGs) and their boxes."""
+    """The first ``n`` images of ``data_dir`` (default data_sample: 480x640 JPEGs) and their boxes."""
     from .datafiles import read_file_lists
 
     lists = read_file_lists(data_dir, test_fraction=0.0)

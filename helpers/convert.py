@@ -167,16 +167,16 @@ def _fit_box(xywh: Sequence[float], width: int, height: int, where: str, beyond:
         return [x0, y0, x1, y1]
     if beyond == "error":
         raise ConversionError(
-            f"{where}: box [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] reaches beyond the {width}x{height} "
-            "image (use --beyond clip to clip such boxes)")
+            f"{where}: box [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] reaches beyond the {height}x{width} "
+            "(HxW) image (use --beyond clip to clip such boxes)")
     cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
     if not (cx1 > cx0 and cy1 > cy0):
         report.drop("boxes wholly outside the image", where, f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}] "
-                    f"on a {width}x{height} image")
+                    f"on a {height}x{width} (HxW) image")
         return None
     report.clipped += 1
     report.notes.append(f"{where}: clipped [{x0:g}, {y0:g}, {x1:g}, {y1:g}] to "
-                        f"[{cx0:g}, {cy0:g}, {cx1:g}, {cy1:g}] ({width}x{height} image)")
+                        f"[{cx0:g}, {cy0:g}, {cx1:g}, {cy1:g}] ({height}x{width} (HxW) image)")
     return [cx0, cy0, cx1, cy1]
 
 
@@ -435,7 +435,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
         stored = _image_size(images_dir / name, where)
         if (width, height) != (None, None) and stored != (width, height):
             raise ConversionError(
-                f"{where}: {name!r} is {stored[0]}x{stored[1]} as stored but the JSON says {width}x{height}; "
+                f"{where}: {name!r} is {stored[1]}x{stored[0]} (HxW) as stored but the JSON says {height}x{width}; "
                 "boxes must refer to the stored pixels (an EXIF-rotated photo? a resized copy?)")
         sizes[image_id] = stored
     seen_ids: set[Any] = set()

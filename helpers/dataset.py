@@ -173,7 +173,7 @@ def _decode(path: Path | bytes, apply_exif: bool = True,
     ``size=None`` decodes every pixel: the reference path. ``size=(height, width)`` (the UPRIGHT size
     wanted; needs ``apply_exif``) returns the array at exactly that size, made without a full-size
     image: a JPEG is decoded in the DCT domain at the smallest of the scales 1/1, 1/2, 1/4, 1/8 whose
-    result is still at least that large (``PIL.Image.draft``: a 640x480 JPEG at 1/4 costs about a
+    result is still at least that large (``PIL.Image.draft``: a 480x640 JPEG at 1/4 costs about a
     sixteenth of the inverse DCT and colour conversion of the full image), then Pillow's bilinear
     filter resizes the rest of the way (with the ``box`` draft reports, so that a size not divisible by
     the scale maps exactly onto the full image), still as a PIL image, and the small image is turned

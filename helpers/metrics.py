@@ -187,7 +187,7 @@ def box_recall(prob_or_pred, boxes, threshold: float = 0.5, min_fraction: float 
 #: Predicted regions smaller than this many pixels (at the prediction's resolution: 120x160 for the
 #: quick config) are not counted as detections, neither right nor wrong, but tallied in
 #: ``FaceCounts.tiny`` so that nothing is dropped silently. The smallest synthetic faces are 20 px
-#: tall and about 13 px wide at 640x480 (helpers.synth), about 5x3 px at 160x120, so a face that is
+#: tall and about 13 px wide at 480x640 (helpers.synth), about 5x3 px at 120x160, so a face that is
 #: found at all gives more than 4 pixels; tiny regions are mostly speckle.
 MIN_REGION_PIXELS = 4
 #: The matching rule's two shares (see :func:`face_counts`).

@@ -2,7 +2,7 @@
 
 Why this shape. A face is told from a skin-coloured blob by its *structure* (eyes, brows, mouth, hair
 around an oval), so an output pixel must see the whole face it belongs to, plus a margin. Faces are
-roughly 20-200 px in a 640x480 scene; rescaled to the training size (160x120 is a quarter, 320x240 a
+roughly 20-200 px in a 480x640 scene; rescaled to the training size (120x160 is a quarter, 240x320 a
 half) they are about 5-50 px or 10-100 px. Each level of the U-Net halves the resolution and roughly
 doubles the receptive field: with two 3x3 convolutions per block, 4 levels give
 ``receptive_field(FaceUNet()) == 200`` input pixels (3 levels: 96), so even the largest rescaled face

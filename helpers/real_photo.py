@@ -43,8 +43,7 @@ def face_scores(score: np.ndarray, box: tuple[float, float, float, float] = ASTR
 
     ``iou``, ``precision``, ``recall`` of the pixels above ``threshold`` against the box's pixels (the
     pixel-centre rule of ``helpers.transforms.boxes_to_mask``), ``face_share``: the share of the whole
-    image called face, and the mean score inside and outside the box (``mean_score_*``; the older
-    names ``mean_probability_*`` are kept as aliases for notebooks that use them: the network's
+    image called face, and the mean score inside and outside the box (``mean_score_*``: the network's
     output is a score, not a calibrated probability).
     """
     from .transforms import boxes_to_mask
@@ -61,8 +60,6 @@ def face_scores(score: np.ndarray, box: tuple[float, float, float, float] = ASTR
         "face_share": float(pred.mean()),
         "mean_score_in_box": inside,
         "mean_score_outside": outside,
-        "mean_probability_in_box": inside,
-        "mean_probability_outside": outside,
     }
 
 

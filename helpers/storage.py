@@ -146,7 +146,7 @@ def synthetic_index(n: int, seed: int = 0) -> tuple[list[str], list[list[list[fl
     """A made-up index of ``n`` images for the memory measurement: paths and 0-6 integer-valued boxes each.
 
     Paths look like ``data/images/000123/image_0123456.jpg`` (1000 per folder); boxes lie in a
-    640 x 480 image. Deterministic for a given ``(n, seed)``; returned as plain Python lists.
+    480 x 640 image. Deterministic for a given ``(n, seed)``; returned as plain Python lists.
     """
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 7, size=n)

@@ -14,7 +14,7 @@ pixel and the box is clipped to the image ``[0, W] x [0, H]``; boxes are XYXY li
 at least 40 % of its width and of its height lie inside the image, so every face drawn has its box and
 no box is ever dropped or degenerate. Faces are drawn far-to-near (small first); a nearer face (its oval,
 hair and hat) may hide part of a farther one, but its bounding region covers at most 35 % of the farther
-face's box. Sizes: the oval is 20-200 px tall at 640x480 (half log-uniform, half uniform over 50-200),
+face's box. Sizes: the oval is 20-200 px tall at 480x640 (half log-uniform, half uniform over 50-200),
 scaled with ``min(W, H) / 480``; 0-6 faces per scene, 10 % of scenes have none.
 
 **Determinism.** Image ``i`` (1-based) is drawn from its own ``np.random.default_rng([seed, i])``, so
@@ -53,7 +53,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 GENERATOR_VERSION = 1
 #: (width, height) of the generated scenes, PIL order.
 DEFAULT_SIZE = (640, 480)
-#: JPEG quality: ~50 kB per 640x480 scene (the 64-image data_sample/ is ~3.3 MB).
+#: JPEG quality: ~50 kB per 480x640 scene (the 64-image data_sample/ is ~3.3 MB).
 DEFAULT_QUALITY = 88
 BBOX_FILE = "bbox.json"
 META_FILE = "synth.json"

@@ -35,7 +35,7 @@ from .runconfig import RunConfig
 __all__ = [
     "MEAN", "STD", "MODEL_DEFAULTS", "History", "TrainResult", "Evaluation", "FaceLoss", "Loaders",
     "normalise", "prepare_batch", "face_pixel_fraction", "positive_weight",
-    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "amp_settings",
+    "build_loaders", "check_loaders", "build_model", "build_optimizer", "train_step", "train_one_epoch", "evaluation_table", "amp_settings",
     "evaluate", "final_test", "split_distractors", "train", "save_checkpoint",
     "load_checkpoint", "config_from_dict", "load_model", "predict",
 ]
@@ -176,7 +176,8 @@ class Loaders(NamedTuple):
 
 def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
                   num_workers: int | None = None, data_dir: str | Path | None = None,
-                  loader_batch_size: int | None = 64, reduced_decode: bool = True) -> Loaders:
+                  loader_batch_size: int | None = 64, reduced_decode: bool = True,
+                  augment: bool = False) -> Loaders:
     """:class:`Loaders` ``(train, val, test)`` over ``data_dir`` (default ``config.data_dir``: generate it first,
     notebook 00 / ``helpers.synth.ensure_dataset``; or a folder made by ``helpers.convert``), split by
     ``read_file_lists`` with ``config.test_fraction`` and ``config.val_fraction`` and its default seed 0,
@@ -193,11 +194,16 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     ``config.batch_size``, at a fraction of the per-batch hand-over cost. ``loader_batch_size=None``
     gives plain DataLoaders of ``config.batch_size``; ``reduced_decode=False`` the full decode + ``Rescale``
     (the reference path, e.g. to benchmark against).
+
+    ``augment``: the training images (not the others) are flipped left-right with probability 0.5,
+    image and mask together, by :class:`helpers.loader.SeededAugment` (a random draw per sample and
+    epoch, the same whatever the number of workers; :func:`train` sets the epoch). Notebook 05 says why
+    its default run trains without it.
     """
     from .collate import collate_keep_boxes
     from .datafiles import read_file_lists
     from .dataset import FaceDataset
-    from .loader import SplitBatches, make_loader
+    from .loader import RandomHorizontalFlip, SeededAugment, SplitBatches, make_loader
     from .storage import BoxArray, PathArray
     from .transforms import default_pipeline
 
@@ -212,6 +218,8 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
     # PathArray/BoxArray: the index is a few NumPy arrays, so forked workers do not copy it page by page.
     train_set = FaceDataset(PathArray(lists.files_train), BoxArray(lists.labels_train), root=folder,
                             transform=default_pipeline(size), decode_size=decode_size)
+    if augment:
+        train_set = SeededAugment(train_set, RandomHorizontalFlip(0.5), seed=config.seed)
     held_out = [FaceDataset(PathArray(files), BoxArray(labels), root=folder,
                             transform=default_pipeline(size, keep_boxes=keep_test_boxes), decode_size=decode_size)
                 for files, labels in ((lists.files_val, lists.labels_val), (lists.files_test, lists.labels_test))]
@@ -555,6 +563,28 @@ def train_step(model: nn.Module, batch: Mapping[str, Any], loss_fn: nn.Module, o
     return loss.item()  # also waits for the GPU, so the caller's timings are honest
 
 
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, scaler: Any, device: torch.device, channels_last: bool = False,
+                    on_step: Callable[[int], Any] | None = None) -> tuple[float, int, float]:
+    """One pass over ``loader``: a :func:`train_step` per batch. Returns (mean loss, steps, seconds spent
+    waiting for the loader), the last being what shows whether the data pipeline keeps up.
+    ``on_step(1)`` is called after each step (a progress bar's ``update``)."""
+    model.train()
+    loss_sum, steps, wait = 0.0, 0, 0.0
+    batches = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)  # the time spent here is time the model waits for data
+        wait += time.perf_counter() - t0
+        if batch is None:
+            break
+        loss_sum += train_step(model, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last)
+        steps += 1
+        if on_step is not None:
+            on_step(1)
+    return loss_sum / max(steps, 1), steps, wait
+
+
 class TrainResult(NamedTuple):
     """What :func:`train` returns: the trained model (eval mode), the per-epoch history, the last
     :class:`Evaluation` on the VALIDATION split (never the test split), the measured face-pixel
@@ -670,35 +700,23 @@ def train(
             + (f" | resuming after epoch {start}" if start else ""))
     with torch_threads(threads):  # see threads_beside_workers
         for epoch in range(start, end):
-            model.train()
             _reseed_loader(train_loader, config.seed + epoch)
-            wait = loss_sum = 0.0
-            n = 0
+            set_epoch = getattr(getattr(train_loader, "dataset", None), "set_epoch", None)
+            if set_epoch is not None:  # SeededAugment: this epoch's random draws (see build_loaders' augment)
+                set_epoch(epoch)
             t_start = time.perf_counter()
-            it = iter(train_loader)
             # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
             # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                       leave=False, mininterval=2.0)
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
-                wait += time.perf_counter() - t0
-                loss_value = train_step(model, batch, loss_fn, optimizer, scheduler, scaler, device, channels_last)
-                loss_sum += loss_value
-                n += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-            bar.close()
+            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                      leave=False, mininterval=2.0) as bar:
+                epoch_loss, n, wait = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, scaler,
+                                                      device, channels_last, on_step=bar.update)
             seconds = time.perf_counter() - t_start
             t_val = time.perf_counter()
             evaluation = evaluate(model, val_loader, device, loss_fn=loss_fn, channels_last=channels_last)
             val_seconds = time.perf_counter() - t_val
             c = evaluation.counts
-            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(n, 1),
+            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": epoch_loss,
                    "val_loss": evaluation.loss, "val_iou": c.iou, "val_dice": c.dice, "val_precision": c.precision,
                    "val_recall": c.recall, "seconds": seconds, "val_seconds": val_seconds,
                    "wait_fraction": wait / seconds if seconds > 0 else 0.0}
@@ -765,6 +783,24 @@ def predict(model: nn.Module, image: str | Path | Any, image_size: tuple[int, in
 
 
 # --- command line: the benchmark behind the numbers the notebook and README quote -------------------
+
+
+def evaluation_table(evaluations: Mapping[str, Evaluation]) -> str:
+    """The figures of several :class:`Evaluation`s side by side, one row each: pixel IoU, Dice, precision
+    and recall; box recall; face-level precision and recall (faces found / faces), false face regions and
+    how many of those lie on distractors (``?`` when unknown: a folder without ``distractors.json``)."""
+    head = (f"{'':<16} {'IoU':>6} {'Dice':>6} {'prec.':>6} {'recall':>6} | {'box rec.':>8} | "
+            f"{'face prec.':>10} {'face rec.':>9} {'found':>9} {'false':>6} {'on distr.':>9}")
+    rows = [head, "-" * len(head)]
+    for name, ev in evaluations.items():
+        c, b, f = ev.counts, ev.boxes, ev.faces
+        row = f"{name:<16} {c.iou:6.3f} {c.dice:6.3f} {c.precision:6.3f} {c.recall:6.3f} | "
+        row += f"{b.recall:8.3f} | " if b is not None else f"{'-':>8} | "
+        if f is not None:
+            on = "?" if f.fp_distractor is None else str(f.fp_distractor)
+            row += f"{f.precision:10.3f} {f.recall:9.3f} {f'{f.tp}/{f.faces}':>9} {f.fp:6d} {on:>9}"
+        rows.append(row.rstrip())
+    return "\n".join(rows)
 
 
 def _line(name: str, ev: Evaluation) -> str:

@@ -12,21 +12,8 @@ this choice matter, and which way?". Face-level precision/recall are reported be
 a choice that raises IoU by merging neighbouring faces or spraying small false regions would show
 there.
 
-What has been run (2026-11-30, quick config, ``--epochs 4`` instead of 16, one seed, 2 CPU cores shared
-with other jobs, validation split of 93 images; ``python -m helpers.tune --epochs 4 --only defaults
-"pos_weight = full" "pos_weight = 1" "no Dice" "width 4"``)::
-
-    candidate                   val IoU  pixel P  pixel R  face P  face R
-    defaults (sqrt, Dice 1, w8)  0.703    0.747    0.923   0.594   0.643
-    pos_weight = full ratio      0.563    0.573    0.967   0.369   0.506
-    pos_weight = 1               0.696    0.757    0.896   0.640   0.656
-    no Dice term                 0.659    0.694    0.928   0.571   0.618
-    width 4                      0.620    0.669    0.893   0.510   0.510
-
-So after 4 epochs the defaults are reasonable: the full-ratio weight, dropping the Dice term and the
-narrower network are clearly worse; ``pos_weight = 1`` is level with the square root on IoU (a 0.007
-gap is within one seed's noise) and a little better on face-level figures. Not run: width 16, Dice
-weight 2, and any candidate at the full 16 epochs; the defaults were NOT re-chosen on this sweep.
+What has been run, with the command and the result of each sweep: :data:`RECORDED_SWEEPS` (notebook 05
+prints them).
 """
 from __future__ import annotations
 
@@ -37,7 +24,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CANDIDATES", "pos_weight_rule", "sweep", "main"]
+__all__ = ["CANDIDATES", "RECORDED_SWEEPS", "pos_weight_rule", "sweep", "main"]
+
+#: Sweeps that have been run, as they printed (what a notebook shows and the docstring cites). Each
+#: entry says how it was made; rerun the command to check it on another machine.
+RECORDED_SWEEPS: dict[str, str] = {
+    "loss weights and width": """\
+Run on 2026-11-30: quick config, `--epochs 4` instead of 16, one seed, 2 CPU cores shared with
+other jobs, validation split of 93 images. Command: `python -m helpers.tune --epochs 4 --only defaults
+"pos_weight = full" "pos_weight = 1" "no Dice" "width 4"`
+
+candidate                   val IoU  pixel P  pixel R  face P  face R
+defaults (sqrt, Dice 1, w8)  0.703    0.747    0.923   0.594   0.643
+pos_weight = full ratio      0.563    0.573    0.967   0.369   0.506
+pos_weight = 1               0.696    0.757    0.896   0.640   0.656
+no Dice term                 0.659    0.694    0.928   0.571   0.618
+width 4                      0.620    0.669    0.893   0.510   0.510
+
+So after 4 epochs the defaults are reasonable: the full-ratio weight, dropping the Dice term and the
+narrower network are clearly worse; `pos_weight = 1` is level with the square root on IoU (a 0.007
+gap is within one seed's noise) and a little better on face-level figures. Not run: width 16, Dice
+weight 2, and any candidate at the full 16 epochs; the defaults were NOT re-chosen on this sweep.""",
+}
+
 
 #: name -> changes from the defaults (``train()`` keyword arguments; ``pos_weight`` is a rule name
 #: for :func:`pos_weight_rule`).
@@ -49,6 +58,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "Dice weight 2": {"dice_weight": 2.0},
     "width 4": {"model_kwargs": {"base_channels": 4}},
     "width 16": {"model_kwargs": {"base_channels": 16}},
+    "flip augmentation": {"augment": True},
 }
 
 
@@ -76,8 +86,11 @@ def sweep(config, candidates: dict[str, dict[str, Any]], device: str = "cpu", lo
     for name, changes in candidates.items():
         kwargs = dict(changes)
         kwargs["pos_weight"] = pos_weight_rule(kwargs.pop("pos_weight", "sqrt"), face_fraction)
+        train_loader = loaders.train
+        if kwargs.pop("augment", False):  # the same split and validation loader, flipped training images
+            train_loader = build_loaders(config, device, keep_test_boxes=True, augment=True).train
         t0 = time.perf_counter()
-        result = train(config, loaders=(loaders.train, loaders.val), device=device, face_fraction=face_fraction,
+        result = train(config, loaders=(train_loader, loaders.val), device=device, face_fraction=face_fraction,
                        progress=False, log=None, **kwargs)
         ev = result.evaluation
         row = {"candidate": name, "epochs": config.epochs, "seconds": time.perf_counter() - t0,

@@ -88,7 +88,7 @@ def test_wider_keep_invalid_copy_and_beyond_error(wider, tmp_path):
     assert not os.path.samefile(tmp_path / "out/0--Parade/0_Parade_a_1.jpg", images / "0--Parade/0_Parade_a_1.jpg")
     with pytest.raises(ConversionError, match=re.escape(
             "wider_face_train_bbx_gt.txt, line 11 (1--Handshaking/1_Hand_c_3.jpg): box [x, y, w, h] = "
-            "[50, 40, 20, 20] reaches beyond the 64x48 image (use --beyond clip to clip such boxes)")):
+            "[50, 40, 20, 20] reaches beyond the 48x64 (HxW) image (use --beyond clip to clip such boxes)")):
         convert_wider(annot, images, tmp_path / "out2", beyond="error")
     assert not (tmp_path / "out2" / "bbox.json").exists()
 
@@ -236,7 +236,7 @@ def _set(path, value):
      "instances.json: image id 3: file 'train/a.jpg' is listed twice (image ids 1 and 3)"),
     (_set(["images", 2, "file_name"], "../c.jpg"), "image id 3: image name '../c.jpg' points outside IMAGES_DIR"),
     (_set(["images", 2, "width"], 100),
-     "image id 3: 'c.jpg' is 64x48 as stored but the JSON says 100x48; boxes must refer to the stored pixels"),
+     "image id 3: 'c.jpg' is 48x64 (HxW) as stored but the JSON says 48x100; boxes must refer to the stored pixels"),
     (_set(["images", 2, "width"], "64"), "image id 3: 'width' must be int, got '64'"),
     (_set(["annotations", 0, "bbox"], [1, 2, 3]),
      "annotation id 10 (train/a.jpg): 'bbox' must be [x, y, width, height] (4 numbers), got [1, 2, 3]"),

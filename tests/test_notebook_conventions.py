@@ -83,3 +83,25 @@ def test_notebook_ends_with_what_we_checked_and_exercises(path):
     text = "\n".join("".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown")
     assert "## What we checked" in text, f"{path.name}: add a 'What we checked' section"
     assert "## Exercises" in text, f"{path.name}: add an 'Exercises' section"
+
+
+#: The project's image sizes written width-first: the collection writes sizes height × width (H×W), the
+#: order of torch's shapes and of ``RunConfig.image_size`` (README, "Conventions").
+WIDTH_FIRST = re.compile(r"\b(640\s*[x×]\s*480|160\s*[x×]\s*120|320\s*[x×]\s*240)\b")
+
+
+def _texts_to_check():
+    for path in NOTEBOOKS:
+        for cell in load(path)["cells"]:
+            yield f"notebooks/{path.name}", "".join(cell["source"])
+            for out in cell.get("outputs", []):
+                yield f"notebooks/{path.name} (output)", "".join(out.get("text", "")) + "".join(
+                    "".join(v) for k, v in out.get("data", {}).items() if k == "text/plain")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "helpers").rglob("*.py"))]:
+        yield path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8")
+
+
+def test_sizes_are_written_height_by_width_everywhere():
+    offenders = sorted({f"{where}: {m.group(1)}" for where, text in _texts_to_check()
+                        for m in WIDTH_FIRST.finditer(text)})
+    assert not offenders, "sizes are written H×W (e.g. 480x640); width-first found in:\n" + "\n".join(offenders)

@@ -65,8 +65,7 @@ def test_face_scores_and_a_model_on_the_photo():
 
     perfect = boxes_to_mask(np.array([FACE_BOX], np.float32), 512, 512).astype(float)
     assert face_scores(perfect) == {"iou": 1.0, "precision": 1.0, "recall": 1.0, "face_share": 85 * 108 / 512**2,
-                                    "mean_score_in_box": 1.0, "mean_score_outside": 0.0,
-                                    "mean_probability_in_box": 1.0, "mean_probability_outside": 0.0}
+                                    "mean_score_in_box": 1.0, "mean_score_outside": 0.0}
     everything = face_scores(np.ones((512, 512)))
     assert everything["recall"] == 1.0 and everything["face_share"] == 1.0
     assert everything["iou"] == everything["precision"] == 85 * 108 / 512**2

@@ -317,3 +317,32 @@ def test_tune_command_refuses_an_unknown_candidate(capsys):
     with pytest.raises(SystemExit):
         tune.main(["--config", "quick", "--only", "no such candidate"])
     assert "no candidate starts with that" in capsys.readouterr().err
+
+
+def test_augment_flips_training_images_only_and_train_sets_the_epoch(synth_folder):
+    import torch
+
+    config = tiny_config(test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder))
+    plain = build_loaders(config, "cpu", loader_batch_size=None)
+    flipped = build_loaders(config, "cpu", loader_batch_size=None, augment=True)
+    ds, ref = flipped.train.dataset, plain.train.dataset
+    n = len(ref)
+
+    def flips(epoch):
+        ds.set_epoch(epoch)
+        out = []
+        for i in range(n):
+            a, b = ds[i], ref[i]
+            same = torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+            mirrored = torch.equal(a["image"], b["image"].flip(-1)) and torch.equal(a["mask"], b["mask"].flip(-1))
+            assert same or mirrored  # image and mask move together
+            out.append(not same)
+        return out
+
+    first, second = flips(0), flips(1)
+    assert 0 < sum(first) < n and first != second and flips(0) == first  # random, per epoch, repeatable
+    assert flipped.val.dataset.__class__ is plain.val.dataset.__class__  # held-out splits untouched
+    seen = []
+    ds.set_epoch = lambda e, _orig=ds.set_epoch: (seen.append(e), _orig(e))[1]
+    train(config, loaders=(flipped.train, flipped.val), progress=False, log=None)  # 2 epochs
+    assert seen == [0, 1]

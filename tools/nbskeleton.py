@@ -144,6 +144,8 @@ def apply(nb: dict, paths: list[Path], i: int) -> dict:
 
 #: ``from helpers.X import ...`` / ``import helpers.X`` in a code cell: X is a helper module the notebook uses.
 HELPER_IMPORT = re.compile(r"^\s*(?:from|import)\s+helpers\.(\w+(?:\.\w+)*)", re.MULTILINE)
+#: ``from helpers import a, b``: a and b are helper modules too.
+HELPER_FROM_PACKAGE = re.compile(r"^\s*from\s+helpers\s+import\s+\(?([\w ,]+)", re.MULTILINE)
 #: Modules every notebook imports for its own plumbing (Setup, showing code): not listed per notebook.
 PLUMBING = {"setup_env", "notebook", "project"}
 
@@ -154,7 +156,10 @@ def helper_modules(nb: dict) -> list[str]:
     for cell in nb["cells"]:
         if cell["cell_type"] != "code" or cell.get("metadata", {}).get("nbskeleton") == "setup":
             continue
-        found.update(HELPER_IMPORT.findall("".join(cell["source"])))
+        source = "".join(cell["source"])
+        found.update(HELPER_IMPORT.findall(source))
+        for names in HELPER_FROM_PACKAGE.findall(source):
+            found.update(n.strip() for n in names.split(",") if n.strip())
     return sorted(found - PLUMBING)
 
 
