@@ -5,7 +5,7 @@ against the decode limit), ``decode`` (decode paths side by side), ``growth`` (t
 workers as the data set grows), ``memory`` (the index alone, lists versus NumPy arrays, 1,000,000
 entries, as notebook 01 runs it) and ``report``
 (a JSON result as the markdown tables of docs/benchmarks.md). ``--tiny`` runs everything on a few
-images in seconds (the tests); ``--size notebook`` is what notebook 08 runs.
+images in seconds (the tests); ``--size notebook`` is what notebook 06 runs.
 
 The rules every figure follows: a ratio compares variants alternated within one run (>= 3 rounds,
 the median of the per-round ratios); the decode limit is warm, single-threaded and does the same
@@ -125,7 +125,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": dict(n_images=64, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 64), rounds=3,
                  timed_images=768, decode_images=64, memory_entries=(1_000, 100_000), memory_sources=256,
                  memory_batches=None, memory_loader_batch=64, index_entries=1_000_000),
-    # notebook 08: both sizes, a partial memory pass spread over the whole index (about a minute).
+    # notebook 06: both sizes, a partial memory pass spread over the whole index (about a minute).
     "notebook": dict(n_images=12, sizes=TRAINING_SIZES, workers=(0, 1, 2), loader_batches=(8, 32), rounds=3,
                      variants=((0, 8), (1, 8), (2, 8), (2, 32)),
                      timed_images=96, decode_images=12, memory_entries=(1_000, 100_000), memory_sources=64,

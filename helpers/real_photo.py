@@ -3,7 +3,7 @@
 ``skimage.data.astronaut()`` (Eileen Collins, NASA, public domain) ships inside scikit-image's wheel, so
 no download is needed; Colab has scikit-image. The face box was checked by drawing it on the photo: its
 edges run along the hairline, both cheeks and just under the chin. Used by tests/test_real_photo.py,
-notebook 07, and to report honestly what a model trained on cartoons does on a photograph.
+notebook 08, and to report honestly what a model trained on cartoons does on a photograph.
 """
 from __future__ import annotations
 
