@@ -10,6 +10,8 @@ Honest choices: the histogram and the threshold are fitted on the TRAINING split
 training counts: a choice made on the data it was fitted to, optimistic for the baseline if anything);
 the number of bins is picked among a few candidates by IoU on the VALIDATION split (:func:`fit_select`);
 the test split plays no part.
+
+Notebooks: 05 teaches it.
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ work as the pipeline's decode (decode + resize to the training size, per decode 
 pipeline runs with 1 torch thread; and a short CPU-bound probe run in 1 and in N processes says
 whether this process really got the cores it counts (``contended`` in the JSON, a warning line in
 the tables).
+
+Notebooks: 06 teaches it; 01 uses it.
 """
 from __future__ import annotations
 

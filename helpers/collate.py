@@ -3,6 +3,8 @@ and the collate function that keeps a variable number of boxes per image.
 
 ``collate_reading`` follows ``torch.utils.data._utils.collate`` of today's PyTorch branch by branch, so a
 notebook can read it line by line next to the PyTorch 0.4.0 version that the source article explains.
+
+Notebooks: 04 teaches it; 05, 07 use it.
 """
 from __future__ import annotations
 

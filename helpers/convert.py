@@ -37,6 +37,8 @@ Decisions (each one counted in the :class:`ConversionReport`; nothing is dropped
 - WIDER's "0 faces" records are followed by one placeholder line ``0 0 0 0 0 0 0 0 0 0`` (the layout
   ``torchvision.datasets.WIDERFace`` reads); it is consumed and not a face. A record with count 0 that
   is followed directly by the next image path is accepted too.
+
+Notebooks: 08 teaches it.
 """
 from __future__ import annotations
 

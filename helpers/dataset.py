@@ -22,6 +22,8 @@ Conventions (the data contract):
 - ``'name'`` in a sample is the image's key in ``bbox.json``: its path relative to the data folder
   (``root``), e.g. ``image_000001.jpg`` or ``0--Parade/0_Parade_marchingband_1_5.jpg``. Without a
   ``root`` it is the file's base name.
+
+Notebooks: 02 teaches it; 03, 04, 07, 08 use it.
 """
 from __future__ import annotations
 

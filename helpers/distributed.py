@@ -22,6 +22,8 @@ rank 0 prints and writes the checkpoint, in :func:`helpers.train.save_checkpoint
 This command shows how metrics are gathered across processes; it splits train/test only (no
 validation split, so it trains on the same images as before) and makes no choice on the per-epoch
 test figures it prints. Choices belong on a validation split: ``helpers.train`` / ``helpers.tune``.
+
+Notebooks: 07 teaches it.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ it in the same state and the workers repeat each other's "random" choices. ``see
 recipe) re-seeds the global RNGs per worker, which makes a run repeatable only for the same number of
 workers (and, with no workers, only if the main process seeds NumPy itself). ``SeededAugment`` goes further: each sample's RNG is derived from (seed, epoch, index), so a
 sample is transformed the same way whichever worker loads it, with 0, 2 or 8 workers.
+
+Notebooks: 04 teaches it.
 """
 from __future__ import annotations
 

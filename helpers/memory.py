@@ -4,6 +4,8 @@ list-versus-array index measurement of notebook 01, each run in a fresh Python p
 PSS (proportional set size) counts a page shared by n processes as 1/n in each, so the sum over a
 process tree is the true total; RSS would count shared pages once per process. PSS exists on Linux
 only; elsewhere USS (pages private to the process) is summed instead, which leaves shared pages out.
+
+Notebooks: 01 teaches it.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ enough to train in about two to three minutes (16 epochs at 120x160) on a 2-core
 
 Any height and width work: the input is zero-padded at the bottom and right up to a multiple of
 ``2**levels`` and the output cropped back, so the logit map always has the input's size.
+
+Notebooks: 05 teaches it.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Every function draws into matplotlib Axes, returns the Figure or Axes it drew on
 ``plt.show()`` (end the notebook line with ``;``). Images are drawn with ``extent=(0, W, H, 0)``, so
 pixel (i, j) covers [j, j+1) x [i, i+1) exactly as in the data contract and a box's corners land on
 pixel edges. Samples may hold NumPy arrays (HxWx3 image, HxW mask) or tensors (3xHxW, 1xHxW).
+
+Notebooks: drawing code, used in 00, 02, 03, 04, 05, 08.
 """
 from __future__ import annotations
 

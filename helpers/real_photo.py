@@ -4,6 +4,8 @@
 no download is needed; Colab has scikit-image. The face box was checked by drawing it on the photo: its
 edges run along the hairline, both cheeks and just under the chin. Used by tests/test_real_photo.py,
 notebook 08, and to report honestly what a model trained on cartoons does on a photograph.
+
+Notebooks: 05 teaches it; 08 uses it.
 """
 from __future__ import annotations
 

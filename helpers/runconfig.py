@@ -9,6 +9,8 @@ Your own data: ``FACES_DATA=path/to/folder`` (a folder with ``bbox.json``, e.g. 
 folder; ``helpers.synth.ensure_dataset`` never generates into a folder that holds a ``bbox.json`` it
 did not write. Notebooks 00–04 read :func:`teaching_folder`: that same folder, or the committed
 ``data_sample/`` when ``FACES_DATA`` is not set.
+
+Notebooks: 00 teaches it; 01, 02, 03, 04, 05, 08 use it.
 """
 from __future__ import annotations
 

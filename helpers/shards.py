@@ -19,6 +19,8 @@ each other, which is the layout the ``webdataset`` library reads.
 
 Command line: ``python -m helpers.shards write DATA_DIR OUT_DIR [--max-count N | --max-bytes B]`` and
 ``python -m helpers.shards bench DATA_DIR SHARD_DIR [--cold]``.
+
+Notebooks: 07 teaches it.
 """
 from __future__ import annotations
 

@@ -32,6 +32,8 @@ are exactly those of earlier versions, so :data:`GENERATOR_VERSION` did not chan
 :func:`ensure_dataset` adds ``distractors.json`` to an older folder without redrawing its images.
 
 Command line: ``python -m helpers.synth --out DIR --n N --seed S [--size W H] [--workers K] [--quality Q]``.
+
+Notebooks: 00 teaches it; 05, 08 use it.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ probability.
 One code path for every device: CUDA gets mixed precision (bf16 where supported, else fp16 with a
 gradient scaler), ``channels_last`` and ``cudnn.benchmark``; a CPU runs the same loop in float32.
 Images leave the DataLoader as ``uint8`` and are converted and normalised on the device.
+
+Notebooks: 05 teaches it; 07, 08 use it.
 """
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ What the check against v2 finds, in short (the functions at the end of this modu
   pixel, and boxes whose rescaled x_max / y_max lands a float32 ulp past the border (:func:`sanitize_keeps`);
   ``Rescale`` keeps every box, and ``ConvertGroundTruth`` still marks a sub-pixel box's pixel when it
   contains that pixel's centre (the mask, the training target, does not depend on this choice).
+
+Notebooks: 03 teaches it; 04, 07, 08 use it.
 """
 from __future__ import annotations
 

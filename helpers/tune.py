@@ -14,6 +14,8 @@ there.
 
 What has been run, with the command and the result of each sweep: :data:`RECORDED_SWEEPS` (notebook 05
 prints them).
+
+Notebooks: 05 teaches it.
 """
 from __future__ import annotations
 

@@ -105,3 +105,24 @@ def test_sizes_are_written_height_by_width_everywhere():
     offenders = sorted({f"{where}: {m.group(1)}" for where, text in _texts_to_check()
                         for m in WIDTH_FIRST.finditer(text)})
     assert not offenders, "sizes are written H×W (e.g. 480x640); width-first found in:\n" + "\n".join(offenders)
+
+
+def test_each_helper_module_names_the_notebooks_that_use_it():
+    """A module's docstring ends with 'Notebooks: NN teaches it; ... use it.' listing every notebook that
+    imports it (tools/nbskeleton.py reads the imports), so a reader of the code finds the lesson."""
+    import ast
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from nbskeleton import PLUMBING, helper_modules
+
+    users: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        for module in helper_modules(load(path)):
+            users.setdefault(module, set()).add(path.name[:2])
+    for module, numbers in sorted(users.items()):
+        assert module not in PLUMBING
+        doc = ast.get_docstring(ast.parse((ROOT / "helpers" / f"{module}.py").read_text(encoding="utf-8"))) or ""
+        line = next((x for x in doc.splitlines() if x.startswith("Notebooks:")), "")
+        assert line, f"helpers/{module}.py: its docstring lacks a 'Notebooks:' line"
+        missing = sorted(n for n in numbers if n not in re.findall(r"\b\d\d\b", line))
+        assert not missing, f"helpers/{module}.py: notebooks {missing} import it but its 'Notebooks:' line omits them"
