@@ -82,8 +82,8 @@ skeleton: $(READY)
 	$(PY) tools/nbskeleton.py
 
 bench: $(READY)
-	$(PY) -m helpers.bench all --json outputs/bench/bench.json
-	$(PY) -m helpers.bench report --json outputs/bench/bench.json > outputs/bench/bench.md
+	$(PY) -m helpers.lab.bench all --json outputs/bench/bench.json
+	$(PY) -m helpers.lab.bench report --json outputs/bench/bench.json > outputs/bench/bench.md
 	@echo "tables for docs/benchmarks.md: outputs/bench/bench.md"
 	$(PY) -m helpers.shards write data_sample outputs/shards/data_sample --max-count 8 --quiet
 	$(PY) -m helpers.shards bench data_sample outputs/shards/data_sample

@@ -1,24 +1,34 @@
 """Helper modules shared by the notebooks: one job per module.
 
+The pipeline and the training path (what a training run imports):
+
 - ``project``     paths of this repository and the one place that names its GitHub URL
 - ``setup_env``   minimum-version checks, device choice, Colab detection (the Setup cell)
-- ``runconfig``   the quick (CPU/CI) and full (GPU) run sizes, picked automatically
+- ``runconfig``   the quick (CPU/CI) and full (GPU) run sizes, picked automatically; ``FACES_DATA``
 - ``errors``      the exception types that name the bad file and entry
 - ``synth``       the synthetic face-scene generator (``python -m helpers.synth``)
 - ``datafiles``   reading and validating ``bbox.json``; the train/validation/test file lists
 - ``convert``     WIDER FACE / COCO annotations to a data folder (``python -m helpers.convert``)
-- ``real_photo``  a real photograph (scikit-image's astronaut) with its face box, and a model's scores on it
 - ``storage``     paths and boxes kept in NumPy arrays, safe to share with workers
-- ``dataset``     ``FaceDataset``: lazy image reading, dict samples
+- ``dataset``     ``FaceDataset``: lazy image reading (reduced JPEG decode on request), dict samples
 - ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``
-- ``collate``     a reading of ``default_collate`` and a batch checker
-- ``loader``      DataLoader construction, worker seeding, device transfer
-- ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier and its evaluation
-- ``tune``        ``python -m helpers.tune``: training choices compared on the validation split
+- ``loader``      DataLoader construction, worker seeding, the random flip, ``SplitBatches``, device transfer
+- ``collate``     the collate function that keeps a variable number of boxes per image
+- ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier, its training and evaluation
 - ``shards``      tar shards in the WebDataset layout: writer (``python -m helpers.shards``), reader, splitting
 - ``distributed`` ``torchrun -m helpers.distributed``: DDP training over processes and machines
-- ``memory``      PSS measurement of a process tree
-- ``bench``       ``python -m helpers.bench all|speed|decode|growth|memory|report``: docs/benchmarks.md's figures
-- ``plotting``    boxes, masks and batches drawn for the notebooks
+- ``real_photo``  a real photograph (scikit-image's astronaut) with its face box, and a model's scores on it
+- ``plotting``    boxes, masks, batches and error maps drawn for the notebooks
 - ``notebook``    shows a helper's real source in a notebook (one source of truth); headline results
+
+``helpers.lab``: the code that explains, checks or measures the pipeline, which the training path never
+imports (a test checks):
+
+- ``lab.collate_reading``  ``default_collate`` read branch by branch, today's and PyTorch 0.4.0's
+- ``lab.batches``          batch comparison and description, shared-memory checks, the raw-boxes mistake
+- ``lab.v2_reference``     the transforms checked against torchvision's transforms v2
+- ``lab.mistakes``         deliberate mistakes the notebooks run (an RNG made in ``__init__``)
+- ``lab.memory``           PSS of a process tree; the memory fixtures (index-only dataset, list sizes)
+- ``lab.bench``            ``python -m helpers.lab.bench all|speed|decode|growth|memory|report``
+- ``lab.tune``             ``python -m helpers.lab.tune``: training choices compared on the validation split
 """

@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
-from .datafiles import BBOX_FILE, IMAGE_SUFFIXES, _display, read_file_lists
+from .datafiles import BBOX_FILE, IMAGE_SUFFIXES, read_file_lists
+from .project import relative
 from .errors import DataError
 
 #: The formats the dataset opens (see helpers.dataset.FORMATS).
@@ -91,7 +92,7 @@ class ConversionReport:
         self.notes.append(f"{where}: dropped ({reason}){': ' + detail if detail else ''}")
 
     def summary(self, limit: int = _MAX_LISTED) -> str:
-        lines = [f"converted {self.source} -> {_display(self.out_dir / BBOX_FILE)}",
+        lines = [f"converted {self.source} -> {relative(self.out_dir / BBOX_FILE)}",
                  f"  kept {self.images} images with {self.faces} faces "
                  f"({self.linked} images hard-linked, {self.copied} copied); read back with "
                  "helpers.datafiles.read_file_lists: every name, box and file checks out"]
@@ -144,15 +145,15 @@ def _image_size(path: Path, where: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise ConversionError(f"{where}: image {_display(path)} not found")
+        raise ConversionError(f"{where}: image {relative(path)} not found")
     try:
         with Image.open(path, formats=list(_FORMATS)) as im:
             return im.size
     except UnidentifiedImageError:
-        raise ConversionError(f"{where}: {_display(path)} is not a JPEG or PNG image "
+        raise ConversionError(f"{where}: {relative(path)} is not a JPEG or PNG image "
                               "(the dataset reads only those; convert it first)") from None
     except OSError as e:
-        raise ConversionError(f"{where}: cannot read {_display(path)}: {e}") from None
+        raise ConversionError(f"{where}: cannot read {relative(path)}: {e}") from None
 
 
 def _fit_box(xywh: Sequence[float], width: int, height: int, where: str, beyond: str,
@@ -184,7 +185,7 @@ def _fit_box(xywh: Sequence[float], width: int, height: int, where: str, beyond:
 
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ConversionError(f"{_display(out_dir)}: the output folder exists and is not empty; "
+        raise ConversionError(f"{relative(out_dir)}: the output folder exists and is not empty; "
                               "choose a new folder (nothing was written)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -251,7 +252,7 @@ def read_wider(annot_txt: str | Path) -> tuple[list[tuple[str, int, list[tuple[i
     Line numbers are 1-based. Errors (:class:`ConversionError`) name the file and the line.
     """
     annot_txt = Path(annot_txt)
-    shown = _display(annot_txt)
+    shown = relative(annot_txt)
     try:
         raw = annot_txt.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a name
     except FileNotFoundError:
@@ -392,7 +393,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
     if beyond not in ("clip", "error"):
         raise ValueError(f"beyond must be 'clip' or 'error', got {beyond!r}")
     annot_json, images_dir, out_dir = Path(annot_json), Path(images_dir), Path(out_dir)
-    shown = _display(annot_json)
+    shown = relative(annot_json)
     try:
         data = json.loads(annot_json.read_text(encoding="utf-8"))
     except FileNotFoundError:

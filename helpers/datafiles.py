@@ -12,12 +12,11 @@ import json
 import math
 import os
 import posixpath
-import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from .errors import BBoxFormatError, DataError, ImageReadError
-from .project import ROOT
+from .errors import BBoxFormatError, DataError
+from .project import relative
 
 #: The name of the label file inside a data folder.
 BBOX_FILE = "bbox.json"
@@ -27,15 +26,6 @@ DISTRACTORS_FILE = "distractors.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: How many names an error message lists before it says "... and N more".
 _MAX_LISTED = 10
-
-
-def _display(path: str | Path) -> str:
-    """``path`` as error messages show it: relative to the repository when inside it, else as given."""
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(ROOT).as_posix()
-    except (ValueError, OSError):
-        return str(path)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -110,7 +100,7 @@ def load_bboxes(path: str | Path) -> dict[str, list[list[float]]]:
     :func:`check_boxes_inside`.
     """
     path = Path(path)
-    shown = _display(path)
+    shown = relative(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -268,7 +258,7 @@ split, the train/test split of :func:`split_train_test`). Nothing is dropped sil
     data_dir = Path(data_dir)
     bbox_path = data_dir / BBOX_FILE
     boxes = load_bboxes(bbox_path)
-    shown = _display(bbox_path)
+    shown = relative(bbox_path)
     if not boxes:
         raise DataError(f"{shown}: lists no images: the data set is empty (add images with their boxes, "
                         "or point at another folder)")
@@ -310,47 +300,3 @@ def load_distractors(data_dir: str | Path) -> dict[str, list[list[float]]] | Non
     if not path.is_file():
         return None
     return {posixpath.normpath(k): v for k, v in load_bboxes(path).items()}
-
-
-# --- What keeping paths instead of pixels saves -------------------------------------------------
-
-
-def eager_load_bytes(files: Sequence[str | Path]) -> int:
-    """Bytes that decoding every image into an H x W x 3 uint8 array would take (headers only are read).
-
-    PIL reads the size from the file header without decoding the pixels, so this is fast and is exactly
-    ``sum(H * W * 3)``: the floor of an "everything in memory" approach (float32 would be 4x that).
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    total = 0
-    for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                w, h = im.size
-        except (OSError, UnidentifiedImageError) as e:
-            raise ImageReadError(f"{_display(f)} (index {i}): cannot read the image header: {e}") from None
-        total += w * h * 3
-    return total
-
-
-def path_list_bytes(files: Sequence[str]) -> int:
-    """Bytes held by a Python list of path strings: the list itself plus each ``str`` object."""
-    return sys.getsizeof(files) + sum(sys.getsizeof(f) for f in files)
-
-
-def label_list_bytes(labels: Sequence[Sequence[Sequence[float]]]) -> int:
-    """Bytes held by the nested lists of boxes: outer list, each image's list, each box list, each float."""
-    total = sys.getsizeof(labels)
-    for boxes in labels:
-        total += sys.getsizeof(boxes)
-        for box in boxes:
-            total += sys.getsizeof(box) + sum(sys.getsizeof(v) for v in box)
-    return total
-
-
-def extrapolate(measured_bytes: int, n_measured: int, n_target: int = 100_000) -> int:
-    """Scale a figure measured on ``n_measured`` images linearly to ``n_target`` images (same mix assumed)."""
-    if n_measured <= 0:
-        raise ValueError(f"n_measured must be positive, got {n_measured}")
-    return round(measured_bytes * n_target / n_measured)

@@ -21,7 +21,7 @@ rank 0 prints and writes the checkpoint, in :func:`helpers.train.save_checkpoint
 
 This command shows how metrics are gathered across processes; it splits train/test only (no
 validation split, so it trains on the same images as before) and makes no choice on the per-epoch
-test figures it prints. Choices belong on a validation split: ``helpers.train`` / ``helpers.tune``.
+test figures it prints. Choices belong on a validation split: ``helpers.train`` / ``helpers.lab.tune``.
 
 Notebooks: 07 teaches it.
 """

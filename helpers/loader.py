@@ -94,22 +94,6 @@ class RandomHorizontalFlip:
         return f"{type(self).__name__}(p={self.p})"
 
 
-class FlipWithInitRng(RandomHorizontalFlip):
-    """THE MISTAKE, kept so that a notebook can show it: a random flip drawing from an RNG made in ``__init__``.
-
-    Every DataLoader worker gets its own copy of this object, all in the same state, so the workers
-    repeat each other's "random" decisions: with 2 workers, batch 1 is flipped exactly like batch 0,
-    batch 3 like batch 2, and so on. Use ``SeededAugment`` with ``RandomHorizontalFlip`` instead.
-    """
-
-    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
-        super().__init__(p)
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> dict[str, Any]:
-        return super().__call__(sample, self.rng if rng is None else rng)
-
-
 class SeededAugment(Dataset):
     """``dataset[index]`` passed through ``transform(sample, rng)`` with ``rng = sample_rng(seed, epoch, index)``.
 
@@ -378,7 +362,6 @@ class SplitBatches:
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "FlipWithInitRng",
     "RandomHorizontalFlip",
     "SeededAugment",
     "SplitBatches",

@@ -14,7 +14,7 @@ multiply-adds per 120x160 image (``count_parameters``; ``torch.utils.flop_counte
 On the synthetic scenes (an earlier version of the generator), twice the width (0.84 M parameters,
 3.5x the compute) scored no better after the same number of epochs; more images and epochs helped.
 That comparison was made on the TEST split's IoU, before the project had a validation split, so it
-took part in the choice; ``python -m helpers.tune`` compares widths on the validation split. Small
+took part in the choice; ``python -m helpers.lab.tune`` compares widths on the validation split. Small
 enough to train in about two to three minutes (16 epochs at 120x160) on a 2-core CPU.
 
 Any height and width work: the input is zero-padded at the bottom and right up to a multiple of

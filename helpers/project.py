@@ -18,9 +18,14 @@ OUTPUTS = ROOT / "outputs"
 
 
 def relative(path: str | Path) -> str:
-    """``path`` relative to the repository root when it lies inside it, so outputs show no machine paths."""
-    p = Path(path).resolve()
+    """``path`` relative to the repository root when it lies inside it, so outputs show no machine paths
+    (the one definition: every message and output that names a file goes through it)."""
+    given = Path(path)
     try:
-        return p.relative_to(ROOT).as_posix()
-    except ValueError:
-        return p.name if p.is_absolute() else str(path)
+        return given.resolve().relative_to(ROOT).as_posix()
+    except (ValueError, OSError):
+        # Outside the repository: a relative path as the caller gave it; an absolute one by its folder
+        # and name only (``imgs/a.jpg``), so no message or output shows a path of this machine.
+        if not given.is_absolute():
+            return given.as_posix()
+        return f"{given.parent.name}/{given.name}" if given.parent.name else given.name

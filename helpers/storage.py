@@ -15,7 +15,6 @@ import operator
 from typing import Any, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
 
 
 def _index(i: Any, n: int, what: str) -> int:
@@ -116,52 +115,3 @@ class BoxArray:
 
     def __repr__(self) -> str:
         return f"BoxArray({len(self)} images, {self.n_boxes} boxes, {self.nbytes:,} bytes)"
-
-
-# --- Index-only datasets for measuring the trap (no image decoding) -----------------------------
-
-
-class IndexOnlyDataset(Dataset):
-    """An index of paths and boxes with no images behind it: ``__getitem__`` reads what a real Dataset
-    would (the path string and the image's boxes) and returns only ``len(path) + k``.
-
-    Give it Python lists or a :class:`PathArray` and a :class:`BoxArray`: the items are the same, so a
-    DataLoader pass over either measures only how the index's storage behaves in the workers.
-    """
-
-    def __init__(self, files: Sequence[str] | PathArray, labels: Sequence[Sequence[Sequence[float]]] | BoxArray) -> None:
-        if len(files) != len(labels):
-            raise ValueError(f"IndexOnlyDataset: {len(files)} paths but {len(labels)} box lists")
-        self.files = files
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> int:
-        path = self.files[i]
-        boxes = np.asarray(self.labels[i], dtype=np.float32).reshape(-1, 4)  # reads every float object of a list
-        return len(path) + len(boxes)
-
-
-def synthetic_index(n: int, seed: int = 0) -> tuple[list[str], list[list[list[float]]]]:
-    """A made-up index of ``n`` images for the memory measurement: paths and 0-6 integer-valued boxes each.
-
-    Paths look like ``data/images/000123/image_0123456.jpg`` (1000 per folder); boxes lie in a
-    480 x 640 image. Deterministic for a given ``(n, seed)``; returned as plain Python lists.
-    """
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(0, 7, size=n)
-    total = int(counts.sum())
-    x0 = rng.integers(0, 600, size=total)
-    y0 = rng.integers(0, 440, size=total)
-    w = rng.integers(8, 41, size=total)
-    h = rng.integers(8, 41, size=total)
-    flat = np.stack([x0, y0, np.minimum(x0 + w, 640), np.minimum(y0 + h, 480)], axis=1).astype(float).tolist()
-    files = [f"data/images/{i // 1000:06d}/image_{i:07d}.jpg" for i in range(n)]
-    labels = []
-    start = 0
-    for k in counts.tolist():
-        labels.append(flat[start : start + k])
-        start += k
-    return files, labels

@@ -49,7 +49,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 #: The network's size. See helpers/model.py for why (receptive field vs. rescaled face size) and how
-#: it was chosen (on TEST IoU, before the validation split existed; ``python -m helpers.tune`` compares
+#: it was chosen (on TEST IoU, before the validation split existed; ``python -m helpers.lab.tune`` compares
 #: widths on validation).
 MODEL_DEFAULTS: dict[str, Any] = {"base_channels": 8, "levels": 4, "max_channels": 64, "norm": "batch"}
 
@@ -127,7 +127,7 @@ def positive_weight(face_fraction: float) -> float:
     How it was chosen, honestly: by comparing IoU on the TEST split of the quick configuration, before
     this project had a validation split (BCE alone: full ratio 0.72, precision 0.73, recall 0.98;
     square root 0.82; square root plus the Dice term of :class:`FaceLoss`: 0.85). Those test figures
-    took part in the choice, so they are optimistic. ``python -m helpers.tune`` repeats the comparison
+    took part in the choice, so they are optimistic. ``python -m helpers.lab.tune`` repeats the comparison
     on the VALIDATION split (see its docstring for what has been run).
     """
     if not 0.0 < face_fraction < 1.0:
@@ -142,7 +142,7 @@ class FaceLoss(nn.Module):
     predicted and true face pixels, the quantity IoU reports, whatever the share of face pixels. With
     ``pos_weight`` and the Dice term the sigmoid output is a face SCORE (it over-states face compared
     with a calibrated probability), thresholded at 0.5. ``dice_weight=1`` was chosen with
-    ``pos_weight`` on test IoU (see :func:`positive_weight`); ``python -m helpers.tune`` compares it on
+    ``pos_weight`` on test IoU (see :func:`positive_weight`); ``python -m helpers.lab.tune`` compares it on
     validation.
     """
 
@@ -635,7 +635,7 @@ def train(
     - Device: ``device`` or ``pick_device()``. CUDA: autocast (bf16, else fp16 + GradScaler),
       ``cudnn.benchmark``. ``channels_last`` on every device (it also speeds up CPU convolutions).
     - Loss: :class:`FaceLoss` with ``pos_weight = positive_weight(face_fraction)`` (unless ``pos_weight``
-      is given: ``python -m helpers.tune`` compares rules), the fraction measured on the training
+      is given: ``python -m helpers.lab.tune`` compares rules), the fraction measured on the training
       loader unless given; AdamW, OneCycle LR (warm-up then cosine decay, per step).
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
       from one (same config; the model size, face fraction and loss weights come from the checkpoint,

@@ -1,4 +1,4 @@
-"""helpers.bench: the benchmark runs end to end on a tiny data set and writes every JSON field.
+"""helpers.lab.bench: the benchmark runs end to end on a tiny data set and writes every JSON field.
 
 Figures depend on the machine and its load, so only structure and sane bounds are checked here; the
 figures of docs/benchmarks.md come from `make bench` on an idle machine.
@@ -81,7 +81,7 @@ def test_tiny_run_memory_rows_and_report(tiny, capsys):
     assert result["index_memory"]["list"]["index_mb"] > result["index_memory"]["array"]["index_mb"]
     assert bench.main(["report", "--json", str(path)]) == 0
     text = capsys.readouterr().out
-    assert result["machine"]["cpu_model"] in text and "python -m helpers.bench all --tiny" in text
+    assert result["machine"]["cpu_model"] in text and "python -m helpers.lab.bench all --tiny" in text
     for heading in ("### Decode paths", "### The pipeline against the limit", "### Memory as the data set grows",
                     "### The index alone"):
         assert heading in text

@@ -17,18 +17,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch.utils.data import DataLoader, default_collate
 
-from helpers.collate import (
-    ERROR_FORMAT,
-    CollateOutcome,
-    assert_same_batch,
-    check_against_default_collate,
-    collate_and_report,
-    collate_keep_boxes,
-    collate_raw_boxes,
-    collate_reading,
-    describe,
-    shared_memory_report,
-)
+from helpers.lab.collate_reading import ERROR_FORMAT, collate_reading
+from helpers.lab.batches import CollateOutcome, assert_same_batch, check_against_default_collate, collate_and_report, collate_raw_boxes, describe, shared_memory_report
+from helpers.collate import collate_keep_boxes
 from helpers.errors import DataError
 
 # Named tuple types must live at module level (pickling, and exact type comparison).
@@ -581,7 +572,7 @@ def test_collate_and_report_in_a_real_worker():
 def test_the_0_4_0_emulation_differs_from_today_where_the_notebook_says():
     from collections import OrderedDict, namedtuple
 
-    from helpers.collate import collate_0_4_0
+    from helpers.lab.collate_reading import collate_0_4_0
 
     # Where nothing changed, the two agree.
     samples = [{"image": torch.arange(6, dtype=torch.uint8).reshape(1, 2, 3), "x": 1.5, "name": "a"}] * 2

@@ -11,18 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers.datafiles import (
-    FileLists,
-    check_boxes_inside,
-    eager_load_bytes,
-    extrapolate,
-    label_list_bytes,
-    load_bboxes,
-    path_list_bytes,
-    read_file_lists,
-    split_train_test,
-    split_train_val_test,
-)
+from helpers.datafiles import FileLists, check_boxes_inside, load_bboxes, read_file_lists, split_train_test, split_train_val_test
+from helpers.lab.memory import eager_load_bytes, extrapolate, label_list_bytes, path_list_bytes
 from helpers.errors import BBoxFormatError, DataError, ImageReadError
 
 

@@ -13,7 +13,8 @@ from PIL import Image, ImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 
 from helpers import synth
-from helpers.collate import assert_same_batch, collate_keep_boxes
+from helpers.lab.batches import assert_same_batch
+from helpers.collate import collate_keep_boxes
 from helpers.dataset import FaceDataset, read_resized
 from helpers.errors import DataError, ImageReadError
 from helpers.loader import SplitBatches, make_loader

@@ -10,16 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from helpers.collate import assert_same_batch, collate_keep_boxes, describe
-from helpers.loader import (
-    FlipWithInitRng,
-    RandomHorizontalFlip,
-    SeededAugment,
-    batch_to_device,
-    make_loader,
-    sample_rng,
-    seed_worker,
-)
+from helpers.lab.batches import assert_same_batch, describe
+from helpers.collate import collate_keep_boxes
+from helpers.lab.mistakes import FlipWithInitRng
+from helpers.loader import RandomHorizontalFlip, SeededAugment, batch_to_device, make_loader, sample_rng, seed_worker
 from helpers.project import DATA_SAMPLE
 
 # helpers.transforms (and torchvision) are imported inside the tests that use them: the spawned worker

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from helpers.bench import build_parser, format_memory, run_memory
-from helpers.memory import (
+from helpers.lab.bench import build_parser, format_memory, run_memory
+from helpers.lab.memory import (
     anon_pss_of_tree,
     default_start_method,
     measure_index_memory,

@@ -121,7 +121,7 @@ def test_each_helper_module_names_the_notebooks_that_use_it():
             users.setdefault(module, set()).add(path.name[:2])
     for module, numbers in sorted(users.items()):
         assert module not in PLUMBING
-        doc = ast.get_docstring(ast.parse((ROOT / "helpers" / f"{module}.py").read_text(encoding="utf-8"))) or ""
+        doc = ast.get_docstring(ast.parse((ROOT / "helpers" / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8"))) or ""
         line = next((x for x in doc.splitlines() if x.startswith("Notebooks:")), "")
         assert line, f"helpers/{module}.py: its docstring lacks a 'Notebooks:' line"
         missing = sorted(n for n in numbers if n not in re.findall(r"\b\d\d\b", line))

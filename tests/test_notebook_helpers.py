@@ -15,7 +15,7 @@ def test_a_decorated_function_is_shown_from_its_own_file():
 def test_a_method_is_dedented_and_a_part_has_its_own_line_numbers():
     import inspect
 
-    from helpers.collate import collate_reading
+    from helpers.lab.collate_reading import collate_reading
     from helpers.dataset import FaceDataset
 
     text, where = source_of(FaceDataset.__len__)
@@ -31,7 +31,7 @@ def test_a_method_is_dedented_and_a_part_has_its_own_line_numbers():
 def test_a_missing_marker_is_an_error():
     import pytest
 
-    from helpers.collate import collate_reading
+    from helpers.lab.collate_reading import collate_reading
 
     with pytest.raises(ValueError, match="no line starts with"):
         source_of(collate_reading, start="# 42.")

@@ -11,12 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from helpers.storage import (
-    BoxArray,
-    IndexOnlyDataset,
-    PathArray,
-    synthetic_index,
-)
+from helpers.storage import BoxArray, PathArray
+from helpers.lab.memory import IndexOnlyDataset, synthetic_index
 
 # Any Unicode except NUL and lone surrogates (which no file name can hold as UTF-8).
 path_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)

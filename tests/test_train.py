@@ -289,7 +289,7 @@ def test_predict_returns_a_score_map_at_the_original_size(tmp_path):
 
 
 def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
-    from helpers import tune
+    from helpers.lab import tune
     from helpers.train import Loaders
 
     real = build_loaders
@@ -312,7 +312,7 @@ def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
 
 
 def test_tune_command_refuses_an_unknown_candidate(capsys):
-    from helpers import tune
+    from helpers.lab import tune
 
     with pytest.raises(SystemExit):
         tune.main(["--config", "quick", "--only", "no such candidate"])

@@ -19,22 +19,11 @@ from torchvision.transforms import v2  # noqa: E402
 
 from helpers import plotting  # noqa: E402
 from helpers.errors import DataError  # noqa: E402
+from helpers.lab.v2_reference import (  # noqa: E402
+    MASK_RESIZE_TAKES_INTERPOLATION, ResizeMask, check_against_reference, reference_pipeline, sanitize_keeps,
+    snap_to_pixel_grid, tie_lines, to_tv_sample)
 from helpers.transforms import (  # noqa: E402
-    MASK_RESIZE_TAKES_INTERPOLATION,
-    ConvertGroundTruth,
-    ResizeMask,
-    Rescale,
-    ToTensor,
-    boxes_to_mask,
-    check_against_reference,
-    default_pipeline,
-    resized_size,
-    reference_pipeline,
-    sanitize_keeps,
-    snap_to_pixel_grid,
-    tie_lines,
-    to_tv_sample,
-)
+    ConvertGroundTruth, Rescale, ToTensor, boxes_to_mask, default_pipeline, resized_size)
 
 FAST = settings(max_examples=60, deadline=None)
 

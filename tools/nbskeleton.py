@@ -145,7 +145,7 @@ def apply(nb: dict, paths: list[Path], i: int) -> dict:
 #: ``from helpers.X import ...`` / ``import helpers.X`` in a code cell: X is a helper module the notebook uses.
 HELPER_IMPORT = re.compile(r"^\s*(?:from|import)\s+helpers\.(\w+(?:\.\w+)*)", re.MULTILINE)
 #: ``from helpers import a, b``: a and b are helper modules too.
-HELPER_FROM_PACKAGE = re.compile(r"^\s*from\s+helpers\s+import\s+\(?([\w ,]+)", re.MULTILINE)
+HELPER_FROM_PACKAGE = re.compile(r"^\s*from\s+helpers(\.lab)?\s+import\s+\(?([\w ,]+)", re.MULTILINE)
 #: Modules every notebook imports for its own plumbing (Setup, showing code): not listed per notebook.
 PLUMBING = {"setup_env", "notebook", "project"}
 
@@ -158,9 +158,9 @@ def helper_modules(nb: dict) -> list[str]:
             continue
         source = "".join(cell["source"])
         found.update(HELPER_IMPORT.findall(source))
-        for names in HELPER_FROM_PACKAGE.findall(source):
-            found.update(n.strip() for n in names.split(",") if n.strip())
-    return sorted(found - PLUMBING)
+        for lab, names in HELPER_FROM_PACKAGE.findall(source):
+            found.update(("lab." if lab else "") + n.strip() for n in names.split(",") if n.strip())
+    return sorted(found - PLUMBING - {"lab"})  # "lab" alone: the package, named by its modules
 
 
 def readme_table(paths: list[Path]) -> str:

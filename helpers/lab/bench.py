@@ -1,4 +1,4 @@
-"""The speed and memory benchmark: ``python -m helpers.bench all --json outputs/bench/bench.json``.
+"""The speed and memory benchmark: ``python -m helpers.lab.bench all --json outputs/bench/bench.json``.
 
 Subcommands: ``all`` (everything below but ``memory``'s own options), ``speed`` (the input pipeline
 against the decode limit), ``decode`` (decode paths side by side), ``growth`` (total PSS of main +
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .memory import measure_index_memory
-from .project import DATA_SAMPLE, relative
+from ..project import DATA_SAMPLE, relative
 
 MiB = 2**20
 #: The array-based index passes when main + workers together use at most this much more than the
@@ -41,7 +41,7 @@ def run_memory(entries: int = 1_000_000, workers: int = 2, batch_size: int = 100
     """Measure the ``list`` and the ``array`` index (each in a fresh process) and compare them.
 
     Returns ``{'list': ..., 'array': ..., 'growth_ratio': ..., 'array_ratio': ..., 'passed': ...}``
-    where each kind's dict is :func:`helpers.memory.measure_index_memory`'s result plus ``ratio``
+    where each kind's dict is :func:`helpers.lab.memory.measure_index_memory`'s result plus ``ratio``
     (total / single) and ``growth_bytes`` (total - single); ``growth_ratio`` is list growth over array
     growth (``anon_growth_ratio``: the same for anonymous pages only, None off Linux) and ``passed``
     says whether the array total lies within :data:`ARRAY_TOLERANCE` of its single-process figure.
@@ -277,7 +277,7 @@ def _decoder(name: str):
         return (lambda p, s: _pillow(p, s)), "full decode + Pillow bilinear resize (the reference)"
     if name == "pillow-draft":
         try:
-            from .dataset import read_resized  # what FaceDataset(decode_size=...) runs
+            from ..dataset import read_resized  # what FaceDataset(decode_size=...) runs
         except ImportError:
             return (lambda p, s: _pillow(p, s, draft=True)), "Image.draft: DCT-domain downscale, then Pillow bilinear"
         return ((lambda p, s: read_resized(p, s)[0]),
@@ -410,14 +410,14 @@ def draft_supported() -> bool:
     """Whether this FaceDataset takes ``decode_size`` (draft JPEG decoding)."""
     import inspect
 
-    from .dataset import FaceDataset
+    from ..dataset import FaceDataset
 
     return "decode_size" in inspect.signature(FaceDataset.__init__).parameters
 
 
 def _face_dataset(files, labels, size, decode_path: str, root=None):
-    from .dataset import FaceDataset
-    from .transforms import default_pipeline
+    from ..dataset import FaceDataset
+    from ..transforms import default_pipeline
 
     extra = {}
     if draft_supported():
@@ -450,7 +450,7 @@ def _split(loader, loader_batch: int):
     by ``helpers.loader.SplitBatches`` (as ``build_loaders`` does) when the loader batch is a larger
     multiple of it and this checkout has SplitBatches; else the loader itself."""
     try:
-        from .loader import SplitBatches
+        from ..loader import SplitBatches
     except ImportError:
         return loader
     if loader_batch > TRAIN_BATCH and loader_batch % TRAIN_BATCH == 0:
@@ -571,7 +571,7 @@ def stage_times(files, labels, size=(120, 160), decode_path: str = "pillow", bat
     from PIL import Image
     from torch.utils.data import default_collate
 
-    from .transforms import ConvertGroundTruth, Rescale, ToTensor
+    from ..transforms import ConvertGroundTruth, Rescale, ToTensor
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -648,14 +648,14 @@ def prepare_memory_folder(root: str | Path, entries: int, sources: int, source_d
     import json
     import shutil
 
-    from .datafiles import load_bboxes
+    from ..datafiles import load_bboxes
 
     root = Path(root)
     src = root / f"src{sources}"
     if source_dir is not None:
         src = Path(source_dir)
     elif not (src / "bbox.json").is_file():
-        from .synth import generate
+        from ..synth import generate
 
         generate(src, sources, seed=7, progress=False)
     boxes = load_bboxes(src / "bbox.json")
@@ -691,11 +691,11 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
     import json
     from dataclasses import replace
 
-    from .datafiles import read_file_lists
-    from .loader import make_loader
+    from ..datafiles import read_file_lists
+    from ..loader import make_loader
     from .memory import anon_pss_of_tree, pss_of_tree, release_freed_heap, tree_memory
-    from .runconfig import CONFIGS
-    from .storage import BoxArray, PathArray
+    from ..runconfig import CONFIGS
+    from ..storage import BoxArray, PathArray
 
     with open(os.path.join(folder, "bbox.json")) as f:
         index_entries = len(json.load(f))
@@ -703,7 +703,7 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
                      data_folder=str(folder))
     how = "build_loaders"
     if storage == "array" and _build_loaders_uses_arrays():
-        from .train import build_loaders
+        from ..train import build_loaders
 
         loaders = build_loaders(config, data_dir=folder, loader_batch_size=loader_batch)
         loader = loaders[0]  # the training loader (the others are built, never iterated: no workers)
@@ -768,7 +768,7 @@ def _build_loaders_uses_arrays() -> bool:
     """Whether ``helpers.train.build_loaders`` stores the index in PathArray/BoxArray (perf-decode)."""
     import inspect
 
-    from .train import build_loaders
+    from ..train import build_loaders
 
     return "PathArray" in inspect.getsource(build_loaders)
 
@@ -779,11 +779,11 @@ def measure_memory(folder: str | Path, storage: str, size=(120, 160), workers: i
     import json
     import subprocess
 
-    from .project import ROOT
+    from ..project import ROOT
 
     if draft is None:
         draft = draft_supported()
-    cmd = [sys.executable, "-m", "helpers.bench", "memory-child", "--folder", str(folder), "--storage", storage,
+    cmd = [sys.executable, "-m", "helpers.lab.bench", "memory-child", "--folder", str(folder), "--storage", storage,
            "--size", str(size[0]), str(size[1]), "--workers", str(workers), "--loader-batch", str(loader_batch)]
     if max_batches is not None:
         cmd += ["--max-batches", str(max_batches)]
@@ -825,7 +825,7 @@ def run_memory_growth(root: str | Path, entries: Sequence[int] = (1_000, 100_000
 
 def sample_files(n: int, data_dir: str | Path = DATA_SAMPLE) -> tuple[list[str], list]:
     """The first ``n`` images of ``data_dir`` (default data_sample: 480x640 JPEGs) and their boxes."""
-    from .datafiles import read_file_lists
+    from ..datafiles import read_file_lists
 
     lists = read_file_lists(data_dir, test_fraction=0.0)
     return lists.files_train[:n], lists.labels_train[:n]
@@ -840,14 +840,14 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
     import json
     import platform
 
-    from .project import OUTPUTS
+    from ..project import OUTPUTS
 
     cfg = SIZES[size]
     work_dir = Path(work_dir) if work_dir is not None else OUTPUTS / "bench"
     say = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
     files, labels = sample_files(cfg["n_images"], data_dir)
     result: dict[str, Any] = {
-        "command": command or f"python -m helpers.bench all --size {size}",
+        "command": command or f"python -m helpers.lab.bench all --size {size}",
         "size": size, "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "host": platform.node(),
         "machine": machine_info(), "n_images": len(files), "data_dir": relative(data_dir),
@@ -1004,7 +1004,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     size = "tiny" if args.tiny else args.size
     parts = {"all": ("speed", "decode", "memory", "index"), "growth": ("memory",)}.get(args.command, (args.command,))
-    command = "python -m helpers.bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    command = "python -m helpers.lab.bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
     result = run_all(size, args.json, parts, work_dir=args.work_dir, command=command.strip(), progress=not args.quiet)
     print(render_report(result))
     if args.json:
@@ -1036,8 +1036,8 @@ def _memory_child_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m helpers.bench`` parser: one subcommand per benchmark."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n\n")[0])
+    """The ``python -m helpers.lab.bench`` parser: one subcommand per benchmark."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.lab.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {"all": "everything: decode paths, pipeline vs limit, memory growth, the index alone",
              "speed": "pipeline images/s against the warm decode + resize limit",

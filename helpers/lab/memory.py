@@ -5,7 +5,7 @@ PSS (proportional set size) counts a page shared by n processes as 1/n in each, 
 process tree is the true total; RSS would count shared pages once per process. PSS exists on Linux
 only; elsewhere USS (pages private to the process) is summed instead, which leaves shared pages out.
 
-Notebooks: 01 teaches it.
+Notebooks: 01 teaches it; 02 uses it.
 """
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ from typing import Any
 
 import psutil
 
-from .project import ROOT
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ..errors import ImageReadError
+from ..project import ROOT, relative
+from ..storage import BoxArray, PathArray
 
 #: Kinds of index :func:`measure_index_memory` can build.
 KINDS = ("list", "array")
@@ -125,8 +133,8 @@ def _measure_here(
     import torch
     from torch.utils.data import DataLoader
 
-    from .datafiles import label_list_bytes, path_list_bytes
-    from .storage import BoxArray, IndexOnlyDataset, PathArray, synthetic_index
+
+    from ..storage import BoxArray, PathArray
 
     files, labels = synthetic_index(n_entries, seed)
     if kind == "list":
@@ -199,7 +207,7 @@ def measure_index_memory(
 ) -> dict[str, Any]:
     """Measure the memory of an index of ``n_entries`` kept as ``kind`` (``'list'`` or ``'array'``).
 
-    Runs in a FRESH Python process (``python -m helpers.memory``), so one measurement cannot leave
+    Runs in a FRESH Python process (``python -m helpers.lab.memory``), so one measurement cannot leave
     memory behind for the next. That process builds :func:`helpers.storage.synthetic_index`, samples
     its own PSS (``single_bytes``: the single-process baseline), then iterates once over an index-only
     Dataset through a DataLoader with ``num_workers`` workers started by ``start_method`` (default
@@ -216,7 +224,7 @@ def measure_index_memory(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     start_method = start_method or default_start_method()
     cmd = [
-        sys.executable, "-m", "helpers.memory",
+        sys.executable, "-m", "helpers.lab.memory",
         "--kind", kind, "--entries", str(n_entries), "--workers", str(num_workers),
         "--batch-size", str(batch_size), "--seed", str(seed), "--start-method", start_method,
     ] + (["--shuffle"] if shuffle else [])
@@ -233,7 +241,7 @@ def measure_index_memory(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m helpers.memory --kind list --entries N ...``: one measurement, printed as JSON."""
+    """``python -m helpers.lab.memory --kind list --entries N ...``: one measurement, printed as JSON."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--entries", type=int, required=True)
@@ -252,3 +260,97 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- Index-only datasets for measuring the trap (no image decoding) -----------------------------
+
+
+class IndexOnlyDataset(Dataset):
+    """An index of paths and boxes with no images behind it: ``__getitem__`` reads what a real Dataset
+    would (the path string and the image's boxes) and returns only ``len(path) + k``.
+
+    Give it Python lists or a :class:`PathArray` and a :class:`BoxArray`: the items are the same, so a
+    DataLoader pass over either measures only how the index's storage behaves in the workers.
+    """
+
+    def __init__(self, files: Sequence[str] | PathArray, labels: Sequence[Sequence[Sequence[float]]] | BoxArray) -> None:
+        if len(files) != len(labels):
+            raise ValueError(f"IndexOnlyDataset: {len(files)} paths but {len(labels)} box lists")
+        self.files = files
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> int:
+        path = self.files[i]
+        boxes = np.asarray(self.labels[i], dtype=np.float32).reshape(-1, 4)  # reads every float object of a list
+        return len(path) + len(boxes)
+
+
+def synthetic_index(n: int, seed: int = 0) -> tuple[list[str], list[list[list[float]]]]:
+    """A made-up index of ``n`` images for the memory measurement: paths and 0-6 integer-valued boxes each.
+
+    Paths look like ``data/images/000123/image_0123456.jpg`` (1000 per folder); boxes lie in a
+    480 x 640 image. Deterministic for a given ``(n, seed)``; returned as plain Python lists.
+    """
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 7, size=n)
+    total = int(counts.sum())
+    x0 = rng.integers(0, 600, size=total)
+    y0 = rng.integers(0, 440, size=total)
+    w = rng.integers(8, 41, size=total)
+    h = rng.integers(8, 41, size=total)
+    flat = np.stack([x0, y0, np.minimum(x0 + w, 640), np.minimum(y0 + h, 480)], axis=1).astype(float).tolist()
+    files = [f"data/images/{i // 1000:06d}/image_{i:07d}.jpg" for i in range(n)]
+    labels = []
+    start = 0
+    for k in counts.tolist():
+        labels.append(flat[start : start + k])
+        start += k
+    return files, labels
+
+
+
+# --- What keeping paths instead of pixels saves -------------------------------------------------
+
+
+def eager_load_bytes(files: Sequence[str | Path]) -> int:
+    """Bytes that decoding every image into an H x W x 3 uint8 array would take (headers only are read).
+
+    PIL reads the size from the file header without decoding the pixels, so this is fast and is exactly
+    ``sum(H * W * 3)``: the floor of an "everything in memory" approach (float32 would be 4x that).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    total = 0
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except (OSError, UnidentifiedImageError) as e:
+            raise ImageReadError(f"{relative(f)} (index {i}): cannot read the image header: {e}") from None
+        total += w * h * 3
+    return total
+
+
+def path_list_bytes(files: Sequence[str]) -> int:
+    """Bytes held by a Python list of path strings: the list itself plus each ``str`` object."""
+    return sys.getsizeof(files) + sum(sys.getsizeof(f) for f in files)
+
+
+def label_list_bytes(labels: Sequence[Sequence[Sequence[float]]]) -> int:
+    """Bytes held by the nested lists of boxes: outer list, each image's list, each box list, each float."""
+    total = sys.getsizeof(labels)
+    for boxes in labels:
+        total += sys.getsizeof(boxes)
+        for box in boxes:
+            total += sys.getsizeof(box) + sum(sys.getsizeof(v) for v in box)
+    return total
+
+
+def extrapolate(measured_bytes: int, n_measured: int, n_target: int = 100_000) -> int:
+    """Scale a figure measured on ``n_measured`` images linearly to ``n_target`` images (same mix assumed)."""
+    if n_measured <= 0:
+        raise ValueError(f"n_measured must be positive, got {n_measured}")
+    return round(measured_bytes * n_target / n_measured)

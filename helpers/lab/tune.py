@@ -1,4 +1,4 @@
-"""Compare training choices on the VALIDATION split: ``python -m helpers.tune``.
+"""Compare training choices on the VALIDATION split: ``python -m helpers.lab.tune``.
 
 The loss weights (``pos_weight``, the Dice term) and the model width were first picked by their IoU
 on the TEST split, before the project had a validation split; this command makes the same comparison
@@ -33,7 +33,7 @@ __all__ = ["CANDIDATES", "RECORDED_SWEEPS", "pos_weight_rule", "sweep", "main"]
 RECORDED_SWEEPS: dict[str, str] = {
     "loss weights and width": """\
 Run on 2026-11-30: quick config, `--epochs 4` instead of 16, one seed, 2 CPU cores shared with
-other jobs, validation split of 93 images. Command: `python -m helpers.tune --epochs 4 --only defaults
+other jobs, validation split of 93 images. Command: `python -m helpers.lab.tune --epochs 4 --only defaults
 "pos_weight = full" "pos_weight = 1" "no Dice" "width 4"`
 
 candidate                   val IoU  pixel P  pixel R  face P  face R
@@ -49,7 +49,7 @@ gap is within one seed's noise) and a little better on face-level figures. Not r
 weight 2, and any candidate at the full 16 epochs; the defaults were NOT re-chosen on this sweep.""",
     "flip augmentation": """\
 Run on 2026-11-30: quick config, the full 16 epochs, one seed, 2 CPU cores (partly shared), validation
-split of 93 images. Command: `python -m helpers.tune --only defaults flip`
+split of 93 images. Command: `python -m helpers.lab.tune --only defaults flip`
 
 candidate                               val IoU  pixel P  pixel R  face P  face R
 defaults (no augmentation)               0.829    0.888    0.926   0.720   0.734
@@ -90,7 +90,7 @@ def sweep(config, candidates: dict[str, dict[str, Any]], device: str = "cpu", lo
     The loaders are built once (``build_loaders``: its test loader is built but never iterated) and the
     face-pixel fraction measured once on the training split. Returns one row per candidate.
     """
-    from .train import build_loaders, face_pixel_fraction, train
+    from ..train import build_loaders, face_pixel_fraction, train
 
     loaders = build_loaders(config, device, keep_test_boxes=True)
     face_fraction = face_pixel_fraction(loaders.train)
@@ -119,12 +119,12 @@ def _row_text(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m helpers.tune [--config quick] [--epochs N] [--only NAME ...] [--json F]``."""
-    from .runconfig import pick_config
-    from .setup_env import pick_device
-    from .synth import ensure_dataset
+    """Command line: ``python -m helpers.lab.tune [--config quick] [--epochs N] [--only NAME ...] [--json F]``."""
+    from ..runconfig import pick_config
+    from ..setup_env import pick_device
+    from ..synth import ensure_dataset
 
-    p = argparse.ArgumentParser(prog="python -m helpers.tune", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m helpers.lab.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", choices=["quick", "full"], default="quick", help="run size (default quick)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per candidate (default: the config's)")
     p.add_argument("--only", nargs="*", default=None, metavar="NAME",
