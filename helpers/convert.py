@@ -140,20 +140,23 @@ def _check_name(name: str, where: str) -> str:
     return normal
 
 
-def _image_size(path: Path, where: str) -> tuple[int, int]:
-    """``(width, height)`` of the stored pixel grid, from the header only (no decoding)."""
+def _image_size(images_dir: Path, name: str, where: str) -> tuple[int, int]:
+    """``(width, height)`` of the stored pixel grid of ``images_dir / name``, from the header only (no
+    decoding). Messages name the image as the annotations do, inside the images folder."""
     from PIL import Image, UnidentifiedImageError
 
+    path = images_dir / name
+    shown = f"{relative(images_dir)}/{name}"
     if not path.is_file():
-        raise ConversionError(f"{where}: image {relative(path)} not found")
+        raise ConversionError(f"{where}: image {shown} not found")
     try:
         with Image.open(path, formats=list(_FORMATS)) as im:
             return im.size
     except UnidentifiedImageError:
-        raise ConversionError(f"{where}: {relative(path)} is not a JPEG or PNG image "
+        raise ConversionError(f"{where}: {shown} is not a JPEG or PNG image "
                               "(the dataset reads only those; convert it first)") from None
     except OSError as e:
-        raise ConversionError(f"{where}: cannot read {relative(path)}: {e}") from None
+        raise ConversionError(f"{where}: cannot read {shown}: {e}") from None
 
 
 def _fit_box(xywh: Sequence[float], width: int, height: int, where: str, beyond: str,
@@ -352,7 +355,7 @@ def convert_wider(annot_txt: str | Path, images_dir: str | Path, out_dir: str | 
     entries: dict[str, tuple[Path, list[list[float]]]] = {}
     for name, lineno, faces in records:
         src = images_dir / name
-        width, height = _image_size(src, f"{report.source}, line {lineno}")
+        width, height = _image_size(images_dir, name, f"{report.source}, line {lineno}")
         boxes = []
         for face_line, values in faces:
             where = f"{report.source}, line {face_line} ({name})"
@@ -435,7 +438,7 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
     sizes: dict[Any, tuple[int, int]] = {}
     for image_id, (name, _, width, height) in images.items():
         where = f"{shown}: image id {image_id!r}"
-        stored = _image_size(images_dir / name, where)
+        stored = _image_size(images_dir, name, where)
         if (width, height) != (None, None) and stored != (width, height):
             raise ConversionError(
                 f"{where}: {name!r} is {stored[1]}x{stored[0]} (HxW) as stored but the JSON says {height}x{width}; "

@@ -24,8 +24,6 @@ def relative(path: str | Path) -> str:
     try:
         return given.resolve().relative_to(ROOT).as_posix()
     except (ValueError, OSError):
-        # Outside the repository: a relative path as the caller gave it; an absolute one by its folder
-        # and name only (``imgs/a.jpg``), so no message or output shows a path of this machine.
-        if not given.is_absolute():
-            return given.as_posix()
-        return f"{given.parent.name}/{given.name}" if given.parent.name else given.name
+        # Outside the repository: a relative path as the caller gave it; an absolute one by its name
+        # only, so no message or output shows a path of this machine.
+        return given.name if given.is_absolute() else given.as_posix()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from helpers import bench
+from helpers.lab import bench
 
 
 @pytest.fixture(scope="module")

@@ -532,7 +532,7 @@ def test_check_against_default_collate():
 
 
 def test_check_against_default_collate_fails_when_they_disagree(monkeypatch):
-    import helpers.collate as module
+    import helpers.lab.batches as module
 
     monkeypatch.setattr(module, "collate_reading", lambda samples: torch.tensor(samples, dtype=torch.float64))
     with pytest.raises(AssertionError, match="dtype torch.float64 != torch.int64"):

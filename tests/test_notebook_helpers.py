@@ -24,7 +24,7 @@ def test_a_method_is_dedented_and_a_part_has_its_own_line_numbers():
     text, where = source_of(collate_reading, start="# 3.", stop="# 4.")
     assert text.startswith("# 3. NumPy scalars") and "# 4." not in text and not text.startswith(" ")
     begin = first + next(i for i, line in enumerate(lines) if line.strip().startswith("# 3."))
-    assert where == f"helpers/collate.py:{begin}-{begin + text.count(chr(10)) - 1}"
+    assert where == f"helpers/lab/collate_reading.py:{begin}-{begin + text.count(chr(10)) - 1}"
     assert lines[begin - first].strip() == text.splitlines()[0]
 
 

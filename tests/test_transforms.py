@@ -377,13 +377,18 @@ def test_check_report_reads_well():
 def test_plots_return_figures_and_draw_boxes():
     s = sample_of(20, 30, [[2, 2, 10, 8], [12, 5, 20, 15]])
     ax = plotting.show_sample(s)
-    assert sum(isinstance(p, Rectangle) for p in ax.patches) == 2
+
+    def boxes_drawn(axes):  # each box: a black halo and the box colour on top
+        rects = [p for p in axes.patches if isinstance(p, Rectangle)]
+        return sum(matplotlib.colors.to_hex(p.get_edgecolor()) == plotting.BOX_COLOR for p in rects)
+
+    assert boxes_drawn(ax) == 2 and len(ax.patches) == 4
     assert ax.get_xlim() == (0, 30) and ax.get_ylim() == (20, 0)  # pixel j spans [j, j + 1)
     fig = plotting.show_before_after(Rescale(10), s)
-    assert len(fig.axes) == 2 and "15×10 px" in fig.axes[1].get_title()  # width × height
+    assert len(fig.axes) == 2 and "10×15 px" in fig.axes[1].get_title()  # height × width
     t = ToTensor()(ConvertGroundTruth(keep_boxes=True)(s))
     ax2 = plotting.show_sample(t)  # tensors too
-    assert sum(isinstance(p, Rectangle) for p in ax2.patches) == 2 and len(ax2.images) == 2
+    assert boxes_drawn(ax2) == 2 and len(ax2.images) == 2
     fig2 = plotting.show_image_and_mask(ConvertGroundTruth(keep_boxes=True)(s))
     assert len(fig2.axes) == 3
     pipe = default_pipeline((8, 8))

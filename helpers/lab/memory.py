@@ -258,8 +258,6 @@ def main(argv: list[str] | None = None) -> None:
     print(_RESULT_MARK + json.dumps(result), flush=True)
 
 
-if __name__ == "__main__":
-    main()
 
 
 # --- Index-only datasets for measuring the trap (no image decoding) -----------------------------
@@ -354,3 +352,7 @@ def extrapolate(measured_bytes: int, n_measured: int, n_target: int = 100_000) -
     if n_measured <= 0:
         raise ValueError(f"n_measured must be positive, got {n_measured}")
     return round(measured_bytes * n_target / n_measured)
+
+
+if __name__ == "__main__":
+    main()
