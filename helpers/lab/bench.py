@@ -19,6 +19,7 @@ Notebooks: 06 teaches it; 01 uses it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -1035,6 +1036,66 @@ def _memory_child_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- training time: the new loader against the reference one, in the training loop itself ----------
+
+
+def run_training_time(config_name: str = "quick", epochs: int = 2, rounds: int = 2, log=print) -> dict[str, Any]:
+    """Seconds of ``train()``'s epoch loop (training steps + waiting for batches; validation excluded)
+    with the reference loader (full decode + ``Rescale``, DataLoader batches of ``batch_size``) and with
+    ``build_loaders``' default (reduced decode, loader batches of 64 split by ``SplitBatches``),
+    alternated ``rounds`` times in one process, ``epochs`` epochs each; median per variant and their
+    ratio. Same data, split, seed and model; only the loader differs."""
+    import statistics
+
+    from ..runconfig import pick_config
+    from ..synth import ensure_dataset
+    from ..train import build_loaders, face_pixel_fraction, train
+
+    config = pick_config(config_name, epochs=epochs)
+    if config.data_folder is None:
+        ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=False)
+    variants = {
+        "reference (full decode, batches of 8)": {"reduced_decode": False, "loader_batch_size": None},
+        "default (reduced decode, 64 split to 8)": {},
+    }
+    loaders = {name: build_loaders(config, "cpu", **kw) for name, kw in variants.items()}
+    face_fraction = face_pixel_fraction(loaders[next(iter(variants))].train)
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name in (variants if r % 2 == 0 else reversed(list(variants))):  # ABBA: no variant always first
+            result = train(config, loaders=loaders[name], device="cpu", face_fraction=face_fraction,
+                           progress=False, log=None)
+            seconds[name].append(sum(result.history["seconds"]))
+            if log:
+                log(f"  round {r + 1}: {name}: {seconds[name][-1]:.1f} s")
+    medians = {name: statistics.median(v) for name, v in seconds.items()}
+    ref, new = medians.values()
+    return {"command": f"python -m helpers.lab.bench training --config {config_name} --epochs {epochs} "
+                       f"--rounds {rounds}",
+            "config": config.name, "epochs": epochs, "rounds": rounds, "machine": machine_info(),
+            "seconds": seconds, "median_seconds": medians, "ratio_new_to_reference": new / ref}
+
+
+def format_training_time(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [f"Command: `{result['command']}`; {m['cores']} cores ({m['cpu_model']}), torch {m['torch']}",
+             f"train() epoch loop, {result['config']} config, {result['epochs']} epochs, "
+             f"median of {result['rounds']} alternated rounds:"]
+    for name, sec in result["median_seconds"].items():
+        lines.append(f"  {name:<42} {sec:7.1f} s")
+    lines.append(f"  new / reference: {result['ratio_new_to_reference']:.2f}")
+    return "\n".join(lines)
+
+
+def _training_command(args: argparse.Namespace) -> int:
+    result = run_training_time(args.config, args.epochs, args.rounds)
+    print(format_training_time(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m helpers.lab.bench`` parser: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog="python -m helpers.lab.bench", description=__doc__.split("\n\n")[0])
@@ -1062,6 +1123,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--batch-size", type=int, default=1000, help="DataLoader batch size (default 1000)")
     index.add_argument("--seed", type=int, default=0)
     index.set_defaults(func=_index_command)
+
+    training = sub.add_parser("training", help="train()'s epoch loop: the default loader against the reference one")
+    training.add_argument("--config", choices=("quick", "full"), default="quick")
+    training.add_argument("--epochs", type=int, default=2)
+    training.add_argument("--rounds", type=int, default=2)
+    training.add_argument("--json", type=Path, default=None)
+    training.set_defaults(func=_training_command)
 
     child = sub.add_parser("memory-child")  # internal: one memory measurement in a fresh process
     child.add_argument("--folder", required=True)
