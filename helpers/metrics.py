@@ -18,13 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PixelCounts", "BoxRecall", "FaceCounts", "pixel_counts", "per_image_iou", "box_recall",
-           "box_pixel_slices", "face_counts", "MIN_REGION_PIXELS", "MATCH_FRACTION"]
+from .transforms import box_pixel_slices  # the pixel rule, defined once (notebook 03)
+
+__all__ = ["as_face_mask", "PixelCounts", "BoxRecall", "FaceCounts", "pixel_counts", "per_image_iou", "box_recall",
+           "face_counts", "MIN_REGION_PIXELS", "MATCH_FRACTION"]
 
 
-def _as_bool(x: torch.Tensor | np.ndarray, threshold: float) -> torch.Tensor:
-    """A prediction as a bool tensor: bool stays, integers are read as 0/1 labels, floats as scores (face
-    where ``> threshold``)."""
+def as_face_mask(x: torch.Tensor | np.ndarray, threshold: float = 0.5) -> torch.Tensor:
+    """A prediction as a bool tensor, the one rule every metric and evaluation uses: bool stays, integers
+    are read as 0/1 labels, floats as face scores (face where ``> threshold``)."""
     t = torch.as_tensor(x)
     if t.dtype == torch.bool:
         return t
@@ -97,8 +99,8 @@ def pixel_counts(pred, target, threshold: float = 0.5) -> PixelCounts:
     ``target``: a 0/1 or bool mask of the same shape (tensors or arrays, any shape, e.g. ``Bx1xHxW``).
     Logits are not accepted as such: pass ``torch.sigmoid(logits)`` or ``logits > 0``.
     """
-    p = _as_bool(pred, threshold)
-    t = _as_bool(target, 0.5).to(p.device)
+    p = as_face_mask(pred, threshold)
+    t = as_face_mask(target, 0.5).to(p.device)
     if p.shape != t.shape:
         raise ValueError(f"prediction shape {tuple(p.shape)} != target shape {tuple(t.shape)}")
     tp = int((p & t).sum())
@@ -111,8 +113,8 @@ def per_image_iou(pred, target, threshold: float = 0.5) -> np.ndarray:
     """Face IoU of each image of a batch (first axis), with the zero-denominator rule of
     :class:`PixelCounts` (an image without faces where none is predicted scores 1.0); used to pick
     the worst predictions."""
-    p = _as_bool(pred, threshold)
-    t = _as_bool(target, 0.5).to(p.device)
+    p = as_face_mask(pred, threshold)
+    t = as_face_mask(target, 0.5).to(p.device)
     if p.shape != t.shape:
         raise ValueError(f"prediction shape {tuple(p.shape)} != target shape {tuple(t.shape)}")
     p, t = p.reshape(p.shape[0], -1), t.reshape(t.shape[0], -1)
@@ -120,19 +122,6 @@ def per_image_iou(pred, target, threshold: float = 0.5) -> np.ndarray:
     union = (p | t).sum(1).double()
     iou = torch.where(union == 0, torch.ones_like(union), inter / union.clamp(min=1))
     return iou.cpu().numpy()
-
-
-def box_pixel_slices(box, height: int, width: int) -> tuple[slice, slice]:
-    """Rows and columns of the pixels a box covers, with ConvertGroundTruth's rule: pixel (i, j)
-    belongs to the box when its centre (j + 0.5, i + 0.5) satisfies x_min <= j + .5 < x_max and
-    y_min <= i + .5 < y_max. Clipped to the image; may be empty for a box smaller than a pixel."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    # j + 0.5 >= x0  <=>  j >= ceil(x0 - 0.5);  j + 0.5 < x1  <=>  j < ceil(x1 - 0.5)
-    c0 = max(0, int(np.ceil(x0 - 0.5)))
-    c1 = min(width, int(np.ceil(x1 - 0.5)))
-    r0 = max(0, int(np.ceil(y0 - 0.5)))
-    r1 = min(height, int(np.ceil(y1 - 0.5)))
-    return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
 @dataclass
@@ -165,7 +154,7 @@ def box_recall(prob_or_pred, boxes, threshold: float = 0.5, min_fraction: float 
     ``boxes``: ``(k, 4)`` XYXY boxes in the prediction's pixel coordinates (rescale them like the image,
     e.g. ``ConvertGroundTruth(keep_boxes=True)``).
     """
-    pred = _as_bool(prob_or_pred, threshold)
+    pred = as_face_mask(prob_or_pred, threshold)
     if pred.dim() == 3 and pred.shape[0] == 1:
         pred = pred[0]
     if pred.dim() != 2:
@@ -273,7 +262,7 @@ def face_counts(score_or_pred, boxes, distractors=None, threshold: float = 0.5,
     ``fp_distractor`` None. ``boxes`` and ``distractors``: ``(k, 4)`` XYXY in the prediction's pixel
     coordinates; ``score_or_pred``: an ``HxW`` (or ``1xHxW``) score map, bool or 0/1 mask.
     """
-    pred = _as_bool(score_or_pred, threshold)
+    pred = as_face_mask(score_or_pred, threshold)
     if pred.dim() == 3 and pred.shape[0] == 1:
         pred = pred[0]
     if pred.dim() != 2:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .datafiles import BBOX_FILE
+
 #: The face in the 512x512 photo, XYXY pixels (``[x_min, y_min, x_max, y_max]``).
 ASTRONAUT_FACE = (180, 70, 265, 178)
 #: Its key in the ``bbox.json`` that :func:`write_astronaut_folder` writes (a sub-folder on purpose).
@@ -35,7 +37,7 @@ def write_astronaut_folder(folder: str | Path, quality: int = 95) -> Path:
     folder = Path(folder)
     (folder / ASTRONAUT_NAME).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(astronaut()).save(folder / ASTRONAUT_NAME, quality=quality)
-    (folder / "bbox.json").write_text(json.dumps({ASTRONAUT_NAME: [list(ASTRONAUT_FACE)]}) + "\n", encoding="utf-8")
+    (folder / BBOX_FILE).write_text(json.dumps({ASTRONAUT_NAME: [list(ASTRONAUT_FACE)]}) + "\n", encoding="utf-8")
     return folder
 
 
@@ -48,11 +50,12 @@ def face_scores(score: np.ndarray, box: tuple[float, float, float, float] = ASTR
     image called face, and the mean score inside and outside the box (``mean_score_*``: the network's
     output is a score, not a calibrated probability).
     """
+    from .metrics import as_face_mask
     from .transforms import boxes_to_mask
 
     scores = np.asarray(score, dtype=np.float64)
     truth = boxes_to_mask(np.array([box], np.float32), *scores.shape).astype(bool)
-    pred = scores > threshold
+    pred = as_face_mask(scores, threshold).numpy()
     inter, union = int((pred & truth).sum()), int((pred | truth).sum())
     inside, outside = float(scores[truth].mean()), float(scores[~truth].mean())
     return {

@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .datafiles import BBOX_FILE
 from .project import DATA_SAMPLE, OUTPUTS
 
 ENV_VAR = "FACES_CONFIG"
@@ -109,7 +110,7 @@ def env_data_folder() -> str | None:
     folder = os.environ.get(DATA_ENV_VAR, "").strip()
     if not folder:
         return None
-    if not (Path(folder) / "bbox.json").is_file():
+    if not (Path(folder) / BBOX_FILE).is_file():
         raise ValueError(f"{DATA_ENV_VAR}={folder!r}: no bbox.json in that folder (relative paths are "
                          f"taken from {Path.cwd()}); convert your annotations with python -m helpers.convert")
     return folder

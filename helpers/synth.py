@@ -51,13 +51,14 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from .datafiles import BBOX_FILE  # the one definition of the labels file name
+
 #: Bump whenever a change to the drawing code changes the output; ensure_dataset then regenerates.
 GENERATOR_VERSION = 1
 #: (width, height) of the generated scenes, PIL order.
 DEFAULT_SIZE = (640, 480)
 #: JPEG quality: ~50 kB per 480x640 scene (the 64-image data_sample/ is ~3.3 MB).
 DEFAULT_QUALITY = 88
-BBOX_FILE = "bbox.json"
 META_FILE = "synth.json"
 #: Boxes of the face-like distractors of every image (written by :func:`generate`).
 DISTRACTORS_FILE = "distractors.json"

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import MIN_REGION_PIXELS, BoxRecall, FaceCounts, PixelCounts, box_recall, face_counts, per_image_iou
+from .metrics import (MIN_REGION_PIXELS, BoxRecall, FaceCounts, PixelCounts, as_face_mask, box_recall, face_counts,
+                      per_image_iou)
 from .model import FaceUNet
 from .runconfig import RunConfig
 
@@ -359,7 +360,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: 
             else:
                 y = batch["mask"].to(device)
                 out = model(batch["image"].to(device))
-                pred = out if out.dtype == torch.bool else (out > threshold if out.is_floating_point() else out != 0)
+                pred = as_face_mask(out, threshold)
             y = y.bool() if y.dtype != torch.bool else y
             counts.update(pred, y)
             per_image += list(zip(batch.get("name", [""] * len(pred)), per_image_iou(pred, y).tolist()))

@@ -156,20 +156,27 @@ class Rescale:
         return f"Rescale(output_size={self.output_size!r})"
 
 
-def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """HxW uint8 mask: 1 where the pixel centre (j + 0.5, i + 0.5) is in [x0, x1) x [y0, y1) of a box.
+def box_pixel_slices(box, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of the pixels a box covers: THE pixel rule, used by the masks and the metrics.
 
-    x0 <= j + 0.5 < x1  <=>  ceil(x0 - 0.5) <= j < ceil(x1 - 0.5), so each box fills one slice of
-    rows and columns; the slice is clipped to the image, which is what the rule says for a box that
-    crosses the border. A box that contains no pixel centre (smaller than a pixel, between centres)
-    marks nothing. Float64 arithmetic, so the rule is exact for float32 box coordinates.
+    Pixel (i, j) belongs to the box when its centre (j + 0.5, i + 0.5) satisfies x_min <= j + 0.5 < x_max
+    and y_min <= i + 0.5 < y_max; that is ceil(x_min - 0.5) <= j < ceil(x_max - 0.5), one slice of
+    columns (and of rows). Clipped to the image, which is what the rule says for a box that crosses the
+    border; empty for a box that contains no pixel centre. Float64 arithmetic, so the rule is exact
+    for float32 box coordinates.
     """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    c0, c1 = max(math.ceil(x0 - 0.5), 0), min(math.ceil(x1 - 0.5), width)
+    r0, r1 = max(math.ceil(y0 - 0.5), 0), min(math.ceil(y1 - 0.5), height)
+    return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+
+
+def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxW uint8 mask: 1 on the pixels of every box, by :func:`box_pixel_slices` (a pixel is face when its
+    centre lies in [x_min, x_max) x [y_min, y_max) of some box)."""
     mask = np.zeros((height, width), dtype=np.uint8)
-    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        c0, c1 = max(math.ceil(x0 - 0.5), 0), min(math.ceil(x1 - 0.5), width)
-        r0, r1 = max(math.ceil(y0 - 0.5), 0), min(math.ceil(y1 - 0.5), height)
-        if c0 < c1 and r0 < r1:
-            mask[r0:r1, c0:c1] = 1
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        mask[box_pixel_slices(box, height, width)] = 1
     return mask
 
 

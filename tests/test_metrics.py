@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.transforms import box_pixel_slices
 from helpers.metrics import (
-    BoxRecall, FaceCounts, PixelCounts, box_pixel_slices, box_recall, face_counts, per_image_iou, pixel_counts,
+    BoxRecall, FaceCounts, PixelCounts, box_recall, face_counts, per_image_iou, pixel_counts,
 )
 
 
