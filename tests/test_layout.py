@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["project", "setup_env", "runconfig", "errors", "synth", "datafiles", "convert", "storage", "dataset",
             "transforms", "loader", "collate", "model", "metrics", "baseline", "train", "shards", "distributed",
-            "real_photo", "plotting", "notebook"]
+            "real_photo", "plotting", "notebook", "sample"]
 
 
 def test_every_helper_module_is_listed_as_pipeline_or_lab():
