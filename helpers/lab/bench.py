@@ -928,6 +928,22 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _cpu_ratio_lines(pipeline: list[dict[str, Any]]) -> list[str]:
+    """CPU per image of the default loader (draft decoding, 2 workers, the largest loader batch) against
+    the previous one (full decode, 2 workers, batches of 8), per size: the issue's "<= 0.35x" figure."""
+    lines = []
+    for size in sorted({tuple(r["size"]) for r in pipeline}):
+        rows = [r for r in pipeline if tuple(r["size"]) == size and r["num_workers"] == 2]
+        old = [r for r in rows if r["decode_path"] == "pillow" and r["loader_batch"] == 8]
+        new = [r for r in rows if r["decode_path"] == "pillow-draft"]
+        if old and new and old[0]["cpu_ms_per_image"]:
+            best = max(new, key=lambda r: r["loader_batch"])
+            lines.append(f"CPU per image at {'x'.join(map(str, size))}, draft decoding with loader batches of "
+                         f"{best['loader_batch']} vs full decode with batches of 8 (2 workers each): "
+                         f"{best['cpu_ms_per_image'] / old[0]['cpu_ms_per_image']:.2f}x")
+    return lines + [""] if lines else []
+
+
 def render_report(result: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md (markdown) from one :func:`run_all` result."""
     m = result["machine"]
@@ -967,6 +983,7 @@ def render_report(result: dict[str, Any]) -> str:
                 "decode path, timed in the same rounds: "
                 + "; ".join(f"{'x'.join(map(str, r['size']))} {r['decode_path']} {_fmt(r['images_per_s'])}/s"
                             for r in result.get("limit", [])), ""]
+        out += _cpu_ratio_lines(result["pipeline"])
     if result.get("memory"):
         out += ["### Memory as the data set grows (FaceDataset + transforms + DataLoader, 2 workers)", "",
                 "| entries | storage | batches | full pass | single PSS MiB | main+workers PSS MiB | peak MiB | vs smallest | heap only (anon PSS) MiB | JPEG MiB read | read / peak |",
