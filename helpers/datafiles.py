@@ -100,7 +100,7 @@ def load_bboxes(path: str | Path) -> dict[str, list[list[float]]]:
     :func:`check_boxes_inside`.
     """
     path = Path(path)
-    shown = relative(path)
+    shown = relative(path, folders=1)  # a bbox.json is told apart by its folder
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -258,7 +258,7 @@ split, the train/test split of :func:`split_train_test`). Nothing is dropped sil
     data_dir = Path(data_dir)
     bbox_path = data_dir / BBOX_FILE
     boxes = load_bboxes(bbox_path)
-    shown = relative(bbox_path)
+    shown = relative(bbox_path, folders=1)
     if not boxes:
         raise DataError(f"{shown}: lists no images: the data set is empty (add images with their boxes, "
                         "or point at another folder)")

@@ -17,13 +17,17 @@ DATA_SAMPLE = ROOT / "data_sample"
 OUTPUTS = ROOT / "outputs"
 
 
-def relative(path: str | Path) -> str:
+def relative(path: str | Path, folders: int = 0) -> str:
     """``path`` relative to the repository root when it lies inside it, so outputs show no machine paths
-    (the one definition: every message and output that names a file goes through it)."""
+    (the one definition: every message and output that names a file goes through it).
+
+    Outside the repository a relative path is shown as given, and an absolute one by its name and its
+    last ``folders`` folders (``folders=1``: ``faces/bbox.json``), never by the machine's whole path."""
     given = Path(path)
     try:
         return given.resolve().relative_to(ROOT).as_posix()
     except (ValueError, OSError):
-        # Outside the repository: a relative path as the caller gave it; an absolute one by its name
-        # only, so no message or output shows a path of this machine.
-        return given.name if given.is_absolute() else given.as_posix()
+        if not given.is_absolute():
+            return given.as_posix()
+        parts = given.parts[1:]  # without the root
+        return "/".join(parts[-(folders + 1):]) if parts else given.as_posix()
