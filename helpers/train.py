@@ -803,19 +803,11 @@ def evaluation_table(evaluations: Mapping[str, Evaluation]) -> str:
             on = "?" if f.fp_distractor is None else str(f.fp_distractor)
             row += f"{f.precision:10.3f} {f.recall:9.3f} {f'{f.tp}/{f.faces}':>9} {f.fp:6d} {on:>9}"
         rows.append(row.rstrip())
+    tiny = {name: ev.faces.tiny for name, ev in evaluations.items() if ev.faces is not None}
+    if tiny:  # not faces, not errors, but not silently dropped either
+        rows.append(f"regions under {MIN_REGION_PIXELS} px, not counted as faces: "
+                    + ", ".join(f"{name} {n}" for name, n in tiny.items()))
     return "\n".join(rows)
-
-
-def _line(name: str, ev: Evaluation) -> str:
-    c, b, f = ev.counts, ev.boxes, ev.faces
-    text = f"{name:>16}: IoU {c.iou:.3f}  Dice {c.dice:.3f}  precision {c.precision:.3f}  recall {c.recall:.3f}"
-    if b is not None:
-        text += f"  box recall {b.recall:.3f} ({b.found}/{b.total})"
-    if f is not None:
-        on = "unknown" if f.fp_distractor is None else str(f.fp_distractor)
-        text += (f"\n{'':>16}  faces: precision {f.precision:.3f}  recall {f.recall:.3f} ({f.tp}/{f.faces})  "
-                 f"false faces {f.fp} (on distractors {on})  regions < {MIN_REGION_PIXELS} px ignored {f.tiny}")
-    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -885,11 +877,9 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k}: {v:.3f}" for k, v in bin_scores.items()))
     n = report["splits"]
     print(f"validation ({n['val']} images; what choices are made on):")
-    for name, ev in val.items():
-        print(_line(name, ev))
+    print(evaluation_table(val))
     print(f"test ({n['test']} images; scored once, after every choice):")
-    for name, ev in test.items():
-        print(_line(name, ev))
+    print(evaluation_table(test))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

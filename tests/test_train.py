@@ -346,3 +346,18 @@ def test_augment_flips_training_images_only_and_train_sets_the_epoch(synth_folde
     ds.set_epoch = lambda e, _orig=ds.set_epoch: (seen.append(e), _orig(e))[1]
     train(config, loaders=(flipped.train, flipped.val), progress=False, log=None)  # 2 epochs
     assert seen == [0, 1]
+
+
+def test_evaluation_table_lines_up_every_figure_and_reports_tiny_regions():
+    from helpers.metrics import BoxRecall, FaceCounts, PixelCounts
+    from helpers.train import Evaluation, evaluation_table
+
+    cnn = Evaluation(PixelCounts(tp=8, fp=2, fn=2, tn=88), boxes=BoxRecall(found=3, total=4),
+                     faces=FaceCounts(tp=3, fn=1, fp=1, tiny=2, fp_distractor=1))
+    own = Evaluation(PixelCounts(tp=5, fp=5, fn=5, tn=85), faces=FaceCounts(tp=1, fn=1, fp=0, fp_distractor=None))
+    text = evaluation_table({"CNN": cnn, "own data": own})
+    head, rule, first, second, tiny = text.splitlines()
+    assert len(rule) == len(head) and first.startswith("CNN") and second.startswith("own data")
+    assert "0.667" in first and "0.750" in first and "3/4" in first and first.endswith("1")
+    assert second.rstrip().endswith("?") and "-" in second  # distractors unknown; no box recall
+    assert tiny == "regions under 4 px, not counted as faces: CNN 2, own data 0"
