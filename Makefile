@@ -12,6 +12,14 @@ COLAB_VENV := .venv-colab
 COLAB_READY := $(COLAB_VENV)/.ready
 PYTHON_COLAB ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 $(PYTHON); do \
   $$p -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+# Each environment holds a CUDA build of torch (the registry's regular wheels): about 6 GB for .venv
+# and 7 GB for .venv-colab once installed, more while pip unpacks. Before creating one, check the
+# disk, so a full disk gives a clear message instead of pip's OSError half-way through; pip keeps
+# no second copy in its cache.
+PIP_INSTALL = -m pip install --no-cache-dir
+need_disk = @[ -x $(2)/bin/python ] || { free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+  [ "$$free" -ge $(1) ] || { echo "$(2) needs about $(1) GB of free disk, and $$free GB are free here:" \
+  "free some (e.g. remove outputs/ or an environment you no longer use) and run make again"; exit 1; }; }
 # The notebooks run in a fresh kernel of this environment under nbval; outputs are compared strictly.
 # No cell timeout tighter than CI's own 90 minutes: a shared machine can be many times slower.
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=5400
@@ -37,9 +45,10 @@ help:
 $(READY): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 	  { echo "Python 3.10+ is needed (3.11 recommended); set PYTHON=python3.11"; exit 1; }
+	$(call need_disk,8,$(VENV))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -r requirements.txt
+	$(PY) $(PIP_INSTALL) --upgrade pip
+	$(PY) $(PIP_INSTALL) -r requirements.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)"
 	touch $(READY)
 
@@ -60,8 +69,9 @@ nbtest: $(READY)
 
 $(COLAB_READY): tests/colab/requirements-colab.txt
 	@test -n "$(PYTHON_COLAB)" || { echo "no Python 3.10+ found for the Colab rehearsal"; exit 1; }
+	$(call need_disk,9,$(COLAB_VENV))
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON_COLAB) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install -q -r tests/colab/requirements-colab.txt
+	$(COLAB_VENV)/bin/python $(PIP_INSTALL) -q -r tests/colab/requirements-colab.txt
 	touch $(COLAB_READY)
 
 # Unit tests (but the one that checks the pins) and every notebook, top to bottom, in a rehearsed
