@@ -14,7 +14,16 @@ The pipeline and the training path (what a training run imports):
 - ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``
 - ``loader``      DataLoader construction, worker seeding, the random flip, ``SplitBatches``, device transfer
 - ``collate``     the collate function that keeps a variable number of boxes per image
-- ``model``, ``metrics``, ``baseline``, ``train``   the per-pixel classifier, its training and evaluation
+- ``data_path``   ``build_loaders``: the whole data path, lists to batches, for the three splits
+- ``model``       the compact U-Net, its default size (``build_model``), its receptive field
+- ``on_device``   a batch on the device: ``uint8`` normalised there; mixed-precision settings
+- ``loss``        ``FaceLoss`` (weighted BCE + soft Dice) and the face-pixel weight
+- ``train``       the training step, one epoch, the outer loop (``python -m helpers.train``)
+- ``checkpoints`` atomic checkpoints, resuming, loading a trained model
+- ``metrics``     pixel, box and face-level counts
+- ``evaluation``  a model scored on a split; the test split scored once (``final_test``)
+- ``inference``   ``predict``: the face score of every pixel of one image
+- ``baseline``    the colour-threshold baseline, its bins chosen on validation
 - ``shards``      tar shards in the WebDataset layout: writer (``python -m helpers.shards``), reader, splitting
 - ``distributed`` ``torchrun -m helpers.distributed``: DDP training over processes and machines
 - ``real_photo``  a real photograph (scikit-image's astronaut) with its face box, and a model's scores on it

@@ -16,8 +16,8 @@ own part of the data:
 
 The backend is chosen from the device: NCCL with one GPU per process, gloo on the CPU (one thread per
 process). The epoch's loss and the test metrics are summed over the processes (``all_reduce``); only
-rank 0 prints and writes the checkpoint, in :func:`helpers.train.save_checkpoint`'s format, so
-:func:`helpers.train.load_model` reads it. The process group is destroyed on exit and on error.
+rank 0 prints and writes the checkpoint, in :func:`helpers.checkpoints.save_checkpoint`'s format, so
+:func:`helpers.checkpoints.load_model` reads it. The process group is destroyed on exit and on error.
 
 This command shows how metrics are gathered across processes; it splits train/test only (no
 validation split, so it trains on the same images as before) and makes no choice on the per-epoch
@@ -110,8 +110,12 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     from .dataset import FaceDataset
     from .runconfig import RunConfig
     from .shards import batches_per_rank, make_shard_loader, read_index, samples_per_rank, shard_paths
-    from .train import (MODEL_DEFAULTS, FaceLoss, amp_settings, build_model, build_optimizer, evaluate,
-                        face_pixel_fraction, new_history, positive_weight, save_checkpoint, train_step)
+    from .checkpoints import save_checkpoint
+    from .evaluation import evaluate
+    from .loss import FaceLoss, face_pixel_fraction, positive_weight
+    from .model import MODEL_DEFAULTS, build_model
+    from .on_device import amp_settings
+    from .train import build_optimizer, new_history, train_step
     from .transforms import default_pipeline
 
     rank, world, device = dist.get_rank(), dist.get_world_size(), _device()

@@ -25,12 +25,13 @@ Notebooks: 05 teaches it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FaceUNet", "count_parameters", "receptive_field"]
+__all__ = ["FaceUNet", "MODEL_DEFAULTS", "build_model", "count_parameters", "receptive_field"]
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -165,3 +166,14 @@ def receptive_field(model_or_layers: nn.Module | Iterable[nn.Module]) -> int:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+#: The network's size. The module's docstring says why (receptive field vs. rescaled face size) and how
+#: it was chosen (on TEST IoU, before the validation split existed; ``python -m helpers.lab.tune`` compares
+#: widths on validation).
+MODEL_DEFAULTS: dict[str, Any] = {"base_channels": 8, "levels": 4, "max_channels": 64, "norm": "batch"}
+
+
+def build_model(**overrides: Any) -> FaceUNet:
+    """``FaceUNet(**MODEL_DEFAULTS)``, with ``overrides`` applied."""
+    return FaceUNet(**{**MODEL_DEFAULTS, **overrides})

@@ -43,7 +43,7 @@ def write_astronaut_folder(folder: str | Path, quality: int = 95) -> Path:
 
 def face_scores(score: np.ndarray, box: tuple[float, float, float, float] = ASTRONAUT_FACE,
                 threshold: float = 0.5) -> dict[str, float]:
-    """How a face-score map (``HxW``, e.g. :func:`helpers.train.predict` on the photo) matches one box.
+    """How a face-score map (``HxW``, e.g. :func:`helpers.inference.predict` on the photo) matches one box.
 
     ``iou``, ``precision``, ``recall`` of the pixels above ``threshold`` against the box's pixels (the
     pixel-centre rule of ``helpers.transforms.boxes_to_mask``), ``face_share``: the share of the whole
@@ -72,7 +72,7 @@ def model_on_astronaut(model: Any, image_size: tuple[int, int], device: Any = No
     """:func:`face_scores` of ``model``'s prediction on the photo, at the photo's own size."""
     from PIL import Image
 
-    from .train import predict
+    from .inference import predict
 
     prob = predict(model, Image.fromarray(astronaut()), image_size, device=device)
     return face_scores(prob)

@@ -268,7 +268,8 @@ def test_cli(tmp_path, wider, capsys):
 def test_converted_folder_trains_one_epoch(tmp_path):
     """A converted folder with sub-folders and mixed image sizes goes through build_loaders and train."""
     from helpers.runconfig import RunConfig
-    from helpers.train import build_loaders, train
+    from helpers.data_path import build_loaders
+    from helpers.train import train
 
     rng = np.random.default_rng(0)
     images = tmp_path / "images"
@@ -299,7 +300,7 @@ def test_converted_folder_trains_one_epoch(tmp_path):
 def test_faces_data_points_the_run_config_at_a_converted_folder(wider, tmp_path, monkeypatch):
     from helpers import synth
     from helpers.runconfig import DATA_ENV_VAR, pick_config
-    from helpers.train import config_from_dict
+    from helpers.checkpoints import config_from_dict
 
     annot, images = wider
     out = tmp_path / "mine"

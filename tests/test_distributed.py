@@ -17,8 +17,10 @@ from helpers.distributed import run_torchrun
 from helpers.loader import make_loader
 from helpers.project import DATA_SAMPLE
 from helpers.runconfig import RunConfig
-from helpers.train import (FaceLoss, _reseed_loader, build_model, build_optimizer, load_checkpoint, load_model,
-                           positive_weight, train, train_step)
+from helpers.checkpoints import load_checkpoint, load_model
+from helpers.loss import FaceLoss, positive_weight
+from helpers.model import build_model
+from helpers.train import _reseed_loader, build_optimizer, train, train_step
 from helpers.transforms import default_pipeline
 
 TIMEOUT = 150

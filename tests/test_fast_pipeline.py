@@ -20,7 +20,10 @@ from helpers.errors import DataError, ImageReadError
 from helpers.loader import SplitBatches, make_loader
 from helpers.runconfig import CONFIGS
 from helpers.storage import BoxArray, PathArray
-from helpers.train import _reseed_loader, build_loaders, build_model, check_loaders, predict
+from helpers.data_path import build_loaders, check_loaders
+from helpers.inference import predict
+from helpers.model import build_model
+from helpers.train import _reseed_loader
 from helpers.transforms import ConvertGroundTruth, Rescale, default_pipeline, scale_boxes
 
 MAX_MEAN_DIFF = 2.0  # grey levels, mean |draft - reference| over all pixels of the images compared

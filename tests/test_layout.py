@@ -8,8 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["project", "setup_env", "runconfig", "errors", "synth", "datafiles", "convert", "storage", "dataset",
-            "transforms", "loader", "collate", "model", "metrics", "baseline", "train", "shards", "distributed",
-            "real_photo", "plotting", "notebook", "sample"]
+            "transforms", "loader", "collate", "data_path", "model", "on_device", "loss", "metrics", "evaluation",
+            "checkpoints", "inference", "baseline", "train", "shards", "distributed", "real_photo", "plotting",
+            "notebook", "sample"]
 
 
 def test_every_helper_module_is_listed_as_pipeline_or_lab():
@@ -34,7 +35,9 @@ import sys
 from dataclasses import replace
 from helpers import synth
 from helpers.runconfig import CONFIGS
-from helpers.train import build_loaders, final_test, train
+from helpers.data_path import build_loaders
+from helpers.evaluation import final_test
+from helpers.train import train
 synth.generate({str(tmp_path)!r}, 24, seed=0, size=(64, 48), workers=1, progress=False)
 config = replace(CONFIGS["quick"], data_folder={str(tmp_path)!r}, image_size=(24, 32), epochs=1, num_workers=0,
                  test_fraction=0.3, val_fraction=0.3)

@@ -60,7 +60,7 @@ def test_a_real_photo_goes_through_the_whole_pipeline(photo_folder):
 
 
 def test_face_scores_and_a_model_on_the_photo():
-    from helpers.train import build_model
+    from helpers.model import build_model
     from helpers.transforms import boxes_to_mask
 
     perfect = boxes_to_mask(np.array([FACE_BOX], np.float32), 512, 512).astype(float)

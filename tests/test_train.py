@@ -10,11 +10,14 @@ from helpers.dataset import FaceDataset
 from helpers.loader import make_loader
 from helpers.runconfig import RunConfig
 from helpers.transforms import default_pipeline
-from helpers.train import (
-    MEAN, STD, FaceLoss, build_model, config_from_dict, evaluate, face_pixel_fraction, load_checkpoint,
-    load_model, positive_weight, predict, prepare_batch, save_checkpoint, train,
-)
-from helpers.train import Loaders, build_loaders, final_test, split_distractors
+from helpers.checkpoints import config_from_dict, load_checkpoint, load_model, save_checkpoint
+from helpers.data_path import Loaders, build_loaders
+from helpers.evaluation import evaluate, final_test, split_distractors
+from helpers.inference import predict
+from helpers.loss import FaceLoss, face_pixel_fraction, positive_weight
+from helpers.model import build_model
+from helpers.on_device import MEAN, STD, prepare_batch
+from helpers.train import train
 
 TINY = {"base_channels": 4, "levels": 2, "max_channels": 8}
 SIZE = (24, 32)
@@ -290,7 +293,7 @@ def test_predict_returns_a_score_map_at_the_original_size(tmp_path):
 
 def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
     from helpers.lab import tune
-    from helpers.train import Loaders
+    from helpers.data_path import Loaders
 
     real = build_loaders
 
@@ -350,7 +353,7 @@ def test_augment_flips_training_images_only_and_train_sets_the_epoch(synth_folde
 
 def test_evaluation_table_lines_up_every_figure_and_reports_tiny_regions():
     from helpers.metrics import BoxRecall, FaceCounts, PixelCounts
-    from helpers.train import Evaluation, evaluation_table
+    from helpers.evaluation import Evaluation, evaluation_table
 
     cnn = Evaluation(PixelCounts(tp=8, fp=2, fn=2, tn=88), boxes=BoxRecall(found=3, total=4),
                      faces=FaceCounts(tp=3, fn=1, fp=1, tiny=2, fp_distractor=1))

@@ -27,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from helpers.runconfig import pick_config  # noqa: E402
 from helpers.synth import ensure_dataset  # noqa: E402
-from helpers.train import (  # noqa: E402
-    FaceLoss, build_loaders, build_model, prepare_batch, torch_threads, usable_cores)
+from helpers.data_path import build_loaders  # noqa: E402
+from helpers.loss import FaceLoss  # noqa: E402
+from helpers.model import build_model  # noqa: E402
+from helpers.on_device import prepare_batch  # noqa: E402
+from helpers.train import torch_threads, usable_cores  # noqa: E402
 
 
 def busy_loop(stop) -> None:

@@ -683,7 +683,7 @@ def prepare_memory_folder(root: str | Path, entries: int, sources: int, source_d
 def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int, loader_batch: int,
                  max_batches: int | None, draft: bool) -> dict[str, Any]:
     """In a fresh process: the training loader of ``folder`` (the quick configuration's split):
-    with ``storage='array'`` built by ``helpers.train.build_loaders`` itself (PathArray/BoxArray,
+    with ``storage='array'`` built by ``helpers.data_path.build_loaders`` itself (PathArray/BoxArray,
     draft decoding, loader batches split by SplitBatches: the large batches are iterated here, the
     same samples); with ``'list'`` the same construction with Python lists. One pass (or
     ``max_batches`` loader batches, drawn shuffled from the whole index); PSS of main + workers
@@ -704,7 +704,7 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
                      data_folder=str(folder))
     how = "build_loaders"
     if storage == "array" and _build_loaders_uses_arrays():
-        from ..train import build_loaders
+        from ..data_path import build_loaders
 
         loaders = build_loaders(config, data_dir=folder, loader_batch_size=loader_batch)
         loader = loaders[0]  # the training loader (the others are built, never iterated: no workers)
@@ -766,10 +766,10 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
 
 
 def _build_loaders_uses_arrays() -> bool:
-    """Whether ``helpers.train.build_loaders`` stores the index in PathArray/BoxArray (perf-decode)."""
+    """Whether ``helpers.data_path.build_loaders`` stores the index in PathArray/BoxArray (perf-decode)."""
     import inspect
 
-    from ..train import build_loaders
+    from ..data_path import build_loaders
 
     return "PathArray" in inspect.getsource(build_loaders)
 
@@ -1066,7 +1066,9 @@ def run_training_time(config_name: str = "quick", epochs: int = 2, rounds: int =
 
     from ..runconfig import pick_config
     from ..synth import ensure_dataset
-    from ..train import build_loaders, face_pixel_fraction, train
+    from ..data_path import build_loaders
+    from ..loss import face_pixel_fraction
+    from ..train import train
 
     config = pick_config(config_name, epochs=epochs)
     if config.data_folder is None:

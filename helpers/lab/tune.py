@@ -75,7 +75,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 
 def pos_weight_rule(rule: str, face_fraction: float) -> float:
-    """``'sqrt'``: the default :func:`helpers.train.positive_weight`; ``'full'``: the whole
+    """``'sqrt'``: the default :func:`helpers.loss.positive_weight`; ``'full'``: the whole
     background/face ratio; ``'none'``: 1 (no weight)."""
     ratio = (1.0 - face_fraction) / face_fraction
     rules = {"sqrt": math.sqrt(ratio), "full": ratio, "none": 1.0}
@@ -90,7 +90,9 @@ def sweep(config, candidates: dict[str, dict[str, Any]], device: str = "cpu", lo
     The loaders are built once (``build_loaders``: its test loader is built but never iterated) and the
     face-pixel fraction measured once on the training split. Returns one row per candidate.
     """
-    from ..train import build_loaders, face_pixel_fraction, train
+    from ..data_path import build_loaders
+    from ..loss import face_pixel_fraction
+    from ..train import train
 
     loaders = build_loaders(config, device, keep_test_boxes=True)
     face_fraction = face_pixel_fraction(loaders.train)
