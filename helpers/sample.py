@@ -2,7 +2,8 @@
 type, dtype and shape of each value. Every module that makes or reads samples follows it; ``check``
 says, naming the key, where a sample breaks it (tests/test_sample.py runs it on every stage of the real
 pipeline; notebooks 02 and 04 run it on theirs). The key names stay plain strings in the code, as the
-notebooks and the source articles write them (``sample["image"]``); this module is where they are defined.
+notebooks and the source articles write them (``sample["image"]``); this module is where they are defined,
+and a test reads the code to check that every key it reads from a sample or a batch is one of them.
 
 Stages:
 

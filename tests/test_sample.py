@@ -51,3 +51,27 @@ def test_a_broken_sample_is_named_by_its_key(lists):
     with pytest.raises(ValueError, match="unknown stage"):
         contract.check(out, "later")
     assert torch.equal(out["mask"], ToTensor()(ConvertGroundTruth()(Rescale(SIZE)(good)))["mask"])
+
+
+#: Variables that, by the code's own naming, hold a sample or a batch.
+SAMPLE_NAMES = {"sample", "batch", "ours", "theirs"}
+
+
+def test_every_key_the_code_reads_from_a_sample_is_a_contract_key():
+    """The key names are defined once (``helpers.sample``); the code writes them as plain strings, as
+    the notebooks do, so a typo (``sample["img"]``) would be a new, undefined key: none is."""
+    import ast
+    from pathlib import Path
+
+    keys = {contract.IMAGE, contract.BOXES, contract.MASK, contract.NAME}
+    root = Path(contract.__file__).parent
+    seen, wrong = 0, []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in SAMPLE_NAMES
+                    and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+                seen += 1
+                if node.slice.value not in keys:
+                    wrong.append(f"{path.relative_to(root.parent)}:{node.lineno}: {node.value.id}[{node.slice.value!r}]")
+    assert seen > 20, f"only {seen} sample reads found: has the code's naming changed?"
+    assert not wrong, "keys outside helpers.sample's contract:\n" + "\n".join(wrong)
