@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import (MIN_REGION_PIXELS, BoxRecall, FaceCounts, PixelCounts, as_face_mask, box_recall, face_counts,
-                      per_image_iou)
+from .metrics import (MIN_REGION_PIXELS, BoxRecall, FaceCounts, PixelCounts, Reliability, as_face_mask, box_recall,
+                      face_counts, per_image_iou)
 from .on_device import amp_settings, prepare_batch
 
-__all__ = ["Evaluation", "evaluate", "split_distractors", "final_test", "evaluation_table"]
+__all__ = ["Evaluation", "evaluate", "score_reliability", "split_distractors", "final_test", "evaluation_table"]
 
 
 @dataclass
@@ -110,6 +110,29 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: 
         if was_training:
             model.train()
     return Evaluation(counts, loss_sum / n_batches if n_batches else float("nan"), boxes, per_image, faces)
+
+
+@torch.no_grad()
+def score_reliability(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu", bins: int = 10,
+                      channels_last: bool = False) -> Reliability:
+    """The network's face scores (``sigmoid(logit)``) over every pixel of ``loader``'s split, binned
+    against the truth: the counts of a reliability diagram (:class:`helpers.metrics.Reliability`).
+    Use the validation split."""
+    device = torch.device(device)
+    amp_on, amp_dtype = amp_settings(device)
+    was_training = model.training
+    model.eval()
+    table = Reliability(bins)
+    try:
+        for batch in loader:
+            x, y = prepare_batch(batch, device, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
+                logits = model(x)
+            table.update(torch.sigmoid(logits.float()), y)
+    finally:
+        if was_training:
+            model.train()
+    return table
 
 
 def split_distractors(dataset: Any, image_size: tuple[int, int],

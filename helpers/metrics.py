@@ -8,6 +8,7 @@ Box recall alone rewards predicting face everywhere (every box is then "found");
 also counts the predicted regions that match no face (false-positive faces), so it does not.
 Predictions are face SCORES (the network's sigmoid output, trained with a positive weight and a Dice
 term: ordered like a probability, not calibrated as one), thresholded at 0.5 by default.
+:class:`Reliability` measures how far from calibrated they are (a reliability diagram's counts).
 
 Notebooks: 05 teaches it.
 """
@@ -20,8 +21,8 @@ import torch
 
 from .transforms import box_pixel_slices  # the pixel rule, defined once (notebook 03)
 
-__all__ = ["as_face_mask", "PixelCounts", "BoxRecall", "FaceCounts", "pixel_counts", "per_image_iou", "box_recall",
-           "face_counts", "MIN_REGION_PIXELS", "MATCH_FRACTION"]
+__all__ = ["as_face_mask", "PixelCounts", "BoxRecall", "FaceCounts", "Reliability", "pixel_counts", "per_image_iou",
+           "box_recall", "face_counts", "MIN_REGION_PIXELS", "MATCH_FRACTION"]
 
 
 def as_face_mask(x: torch.Tensor | np.ndarray, threshold: float = 0.5) -> torch.Tensor:
@@ -312,3 +313,68 @@ def _as_boxes(boxes) -> np.ndarray:
     if boxes is None or len(boxes) == 0:
         return np.zeros((0, 4))
     return np.asarray(torch.as_tensor(boxes).detach().cpu(), dtype=np.float64).reshape(-1, 4)
+
+
+class Reliability:
+    """Counts for a reliability diagram: the pixels binned by their face score into ``bins`` equal-width
+    bins of [0, 1]; per bin, the number of pixels, the sum of their scores and how many are face.
+
+    A calibrated probability has, in every bin, a face fraction equal to its mean score (the
+    diagonal). ``expected_calibration_error`` is the pixel-weighted mean of ``|face fraction - mean
+    score|`` over the bins: 0 for a calibrated output.
+    """
+
+    def __init__(self, bins: int = 10) -> None:
+        if bins < 1:
+            raise ValueError(f"bins={bins}: need at least 1")
+        self.bins = int(bins)
+        self.pixels = np.zeros(self.bins, dtype=np.int64)
+        self.score_sum = np.zeros(self.bins, dtype=np.float64)
+        self.faces = np.zeros(self.bins, dtype=np.int64)
+
+    def update(self, scores, target) -> Reliability:
+        """Add a batch: ``scores`` in [0, 1] and the 0/1 ``target`` of the same shape. Returns self."""
+        s = torch.as_tensor(scores).detach().float().cpu().flatten()
+        t = torch.as_tensor(target).detach().cpu().flatten()
+        if s.shape != t.shape:
+            raise ValueError(f"scores {tuple(s.shape)} and target {tuple(t.shape)} differ in size")
+        if s.numel() and (float(s.min()) < 0 or float(s.max()) > 1):
+            raise ValueError("scores must lie in [0, 1] (apply the sigmoid to logits first)")
+        index = (s * self.bins).long().clamp_(max=self.bins - 1)  # a score of 1.0 goes to the last bin
+        self.pixels += torch.bincount(index, minlength=self.bins).numpy()
+        self.score_sum += torch.bincount(index, weights=s.double(), minlength=self.bins).numpy()
+        self.faces += torch.bincount(index, weights=(t != 0).double(), minlength=self.bins).numpy().astype(np.int64)
+        return self
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, self.bins + 1)
+
+    @property
+    def mean_score(self) -> np.ndarray:
+        """Mean score per bin (NaN for an empty bin)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.score_sum / self.pixels
+
+    @property
+    def face_fraction(self) -> np.ndarray:
+        """Share of face pixels per bin (NaN for an empty bin)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.faces / self.pixels
+
+    @property
+    def expected_calibration_error(self) -> float:
+        used = self.pixels > 0
+        if not used.any():
+            raise ValueError("no pixels counted")
+        gap = np.abs(self.face_fraction[used] - self.mean_score[used])
+        return float((gap * self.pixels[used]).sum() / self.pixels[used].sum())
+
+    def table(self) -> str:
+        """One line per non-empty bin: score range, pixels, mean score, face fraction."""
+        rows = [f"{'score':>11} {'pixels':>10} {'mean score':>10} {'face share':>10}"]
+        for lo, hi, n, m, f in zip(self.edges[:-1], self.edges[1:], self.pixels, self.mean_score,
+                                   self.face_fraction):
+            if n:
+                rows.append(f"{lo:4.1f}-{hi:<4.1f}  {n:>10,} {m:10.3f} {f:10.3f}")
+        return "\n".join(rows)

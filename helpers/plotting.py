@@ -236,3 +236,25 @@ def show_error_map(image, pred, target, axes=None, title: str = "", zoom: bool =
     fig = axes[0].figure
     fig.tight_layout()
     return fig
+
+
+def show_reliability(table, ax: Axes | None = None, title: str = "") -> Axes:
+    """A reliability diagram from a :class:`helpers.metrics.Reliability`: the share of face pixels
+    against the mean score, per score bin (bars, bin width), with the diagonal a calibrated probability
+    would follow and each bin's pixel count written above its bar."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.0))
+    edges = table.edges
+    used = table.pixels > 0
+    ax.bar(edges[:-1][used], table.face_fraction[used], width=np.diff(edges)[used], align="edge",
+           color=MASK_COLOR, alpha=0.75, edgecolor="white", label="share of face pixels")
+    ax.plot(table.mean_score[used], table.face_fraction[used], "o", color="black", markersize=3,
+            label="at the bin's mean score")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="calibrated")
+    for lo, width, frac, n in zip(edges[:-1][used], np.diff(edges)[used], table.face_fraction[used],
+                                  table.pixels[used]):
+        ax.text(lo + width / 2, min(frac, 0.93) + 0.02, f"{n:,}", ha="center", fontsize=6, rotation=90)
+    ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="face score", ylabel="share of face pixels")
+    ax.set_title(title or f"reliability (ECE {table.expected_calibration_error:.3f})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    return ax

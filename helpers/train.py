@@ -171,6 +171,7 @@ def train(
     resume_from: str | Path | None = None,
     stop_after: int | None = None,
     channels_last: bool = True,
+    threads: int | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
@@ -193,14 +194,19 @@ def train(
       the shuffling from the epoch number, the RNG states are restored); ``stop_after``: stop after
       that many epochs in total (to simulate an interruption). The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars
       (default: on, unless ``FACES_PROGRESS=0``, which ``make run/test/refresh`` set).
-    - CPU threads: on a CPU with DataLoader workers, torch's intra-op threads are cut to the cores the
-      workers leave (:func:`threads_beside_workers`) for the epoch loop, and restored after.
+    - CPU threads: on a CPU, torch's intra-op threads for the epoch loop are ``threads``, by default
+      the cores the DataLoader workers leave (:func:`threads_beside_workers`), and are restored after.
+      On an idle machine more threads can be faster (docs/benchmarks.md measures it); the default is
+      the one that stays fast when other processes share the cores. The thread count changes the
+      floating-point summation order, so runs with different counts give (slightly) different weights.
     """
     from tqdm.auto import tqdm
 
     from .notebook import progress_bars
     from .setup_env import pick_device
 
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads}: need at least 1 (None: threads_beside_workers)")
     progress = progress_bars() if progress is None else progress
     device = torch.device(device or pick_device())
     state = None
@@ -245,7 +251,10 @@ def train(
     end = config.epochs if stop_after is None else min(config.epochs, stop_after)
     evaluation = None
     workers = getattr(train_loader, "num_workers", 0)
-    threads = threads_beside_workers(workers) if device.type == "cpu" else torch.get_num_threads()
+    if device.type != "cpu":
+        threads = torch.get_num_threads()
+    elif threads is None:
+        threads = threads_beside_workers(workers)
     if log:
         log(f"device {device} | face pixels {face_fraction:.3f} -> pos_weight {pos_weight:.2f} | "
             f"{steps_per_epoch} steps/epoch | amp {amp_dtype if amp_on else 'off'}"

@@ -112,3 +112,19 @@ def test_parser():
     assert (args.command, args.size, args.tiny) == ("growth", "notebook", False)
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args([])
+
+
+def test_training_time_report_marks_the_default_thread_count():
+    rows = [{"loader": "reference (full decode, batches of 8)", "threads": 1, "default_threads": True,
+             "median_seconds": 20.0, "ratio_to_reference": 1.0},
+            {"loader": "default (reduced decode, 64 split to 8)", "threads": 1, "default_threads": True,
+             "median_seconds": 19.0, "ratio_to_reference": 0.95},
+            {"loader": "default (reduced decode, 64 split to 8)", "threads": 2, "default_threads": False,
+             "median_seconds": 16.0, "ratio_to_reference": 0.8}]
+    result = {"command": "python -m helpers.lab.bench training --threads default 2", "config": "quick",
+              "epochs": 2, "rounds": 2, "num_workers": 2, "default_threads": 1, "rows": rows,
+              "ratio_new_to_reference": 0.95, "machine": {"cores": 2, "cpu_model": "x", "torch": "t"}}
+    text = bench.format_training_time(result)
+    assert "0.80x" in text and text.count("(default)") == 2 and "default threads: 0.95" in text
+    args = bench.build_parser().parse_args(["training", "--threads", "default", "2"])
+    assert args.threads == ["default", "2"]

@@ -198,3 +198,36 @@ def test_face_counts_accepts_scores_tensors_and_nothing():
     assert FaceCounts().precision == FaceCounts().recall == 1.0
     with pytest.raises(ValueError, match="HxW"):
         face_counts(np.zeros((2, 5, 5)), [])
+
+
+def test_reliability_bins_scores_and_measures_the_calibration_gap():
+    from helpers.metrics import Reliability
+
+    exact = Reliability(10).update(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1]))
+    assert exact.pixels.tolist() == [2] + [0] * 8 + [2]  # a score of 1.0 lands in the last bin
+    assert exact.expected_calibration_error == 0.0
+    over = Reliability(4).update(torch.full((8,), 0.8), torch.tensor([1, 0] * 4))
+    assert over.pixels.tolist() == [0, 0, 0, 8] and over.faces.tolist() == [0, 0, 0, 4]
+    assert over.expected_calibration_error == pytest.approx(0.3)
+    assert "0.800" in over.table() and "0.500" in over.table()
+    both = Reliability(10).update(torch.tensor([0.05, 0.95]), torch.tensor([0, 1])).update(
+        np.array([0.95]), np.array([0]))
+    assert both.pixels[9] == 2 and both.face_fraction[9] == 0.5 and np.isnan(both.mean_score[3])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Reliability().update(torch.tensor([1.5]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="differ"):
+        Reliability().update(torch.zeros(3), torch.zeros(2))
+
+
+def test_score_reliability_of_a_network_counts_every_pixel():
+    from helpers.evaluation import score_reliability
+
+    class Half(torch.nn.Module):  # a score of 0.5 everywhere (logit 0)
+        def forward(self, x):
+            return torch.zeros(x.shape[0], 1, *x.shape[2:]) + 0 * x[:, :1]
+
+    batch = {"image": torch.zeros(2, 3, 4, 5, dtype=torch.uint8), "mask": torch.zeros(2, 1, 4, 5, dtype=torch.uint8)}
+    batch["mask"][0, 0, :2] = 1
+    table = score_reliability(Half(), [batch], bins=10)
+    assert table.pixels.sum() == 40 and table.pixels[5] == 40 and table.faces[5] == 10
+    assert table.expected_calibration_error == pytest.approx(0.25)

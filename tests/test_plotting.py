@@ -51,3 +51,16 @@ def test_show_error_map_draws_two_panels_with_a_legend():
     pred, target = masks()
     fig = show_error_map(np.zeros((40, 60, 3), np.uint8), pred, target, title="t")
     assert len(fig.axes) == 2 and fig.axes[-1].get_legend() is not None
+
+
+def test_reliability_diagram_draws_one_bar_per_used_bin_and_the_diagonal():
+    import torch
+
+    from helpers.metrics import Reliability
+    from helpers.plotting import show_reliability
+
+    table = Reliability(10).update(torch.tensor([0.05, 0.05, 0.95, 0.55]), torch.tensor([0, 0, 1, 1]))
+    ax = show_reliability(table)
+    assert len(ax.patches) == 3  # bins 0, 5 and 9 hold pixels
+    assert "ECE" in ax.get_title()
+    assert any(list(line.get_xdata()) == [0, 1] for line in ax.lines)

@@ -364,3 +364,29 @@ def test_evaluation_table_lines_up_every_figure_and_reports_tiny_regions():
     assert "0.667" in first and "0.750" in first and "3/4" in first and first.endswith("1")
     assert second.rstrip().endswith("?") and "-" in second  # distractors unknown; no box recall
     assert tiny == "regions under 4 px, not counted as faces: CNN 2, own data 0"
+
+
+def test_threads_sets_torch_threads_for_the_epoch_loop_and_restores_them(tiny_data, tmp_path):
+    config = tiny_config()
+    lines, seen = [], []
+    before = torch.get_num_threads()
+    loader, val = tiny_loaders(tiny_data, config)
+
+    class Watch:  # records the thread count while train iterates the loader
+        def __init__(self, inner):
+            self.inner, self.dataset, self.num_workers = inner, inner.dataset, 0
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __iter__(self):
+            seen.append(torch.get_num_threads())
+            return iter(self.inner)
+
+    train(config, loaders=(Watch(loader), val), device="cpu", model_kwargs=TINY, threads=2, progress=False,
+          log=lines.append)
+    assert set(seen[1:]) == {2}, seen  # seen[0]: face_pixel_fraction's pass, before the loop
+    assert "2 torch thread(s) beside 0 loader worker(s)" in lines[0]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads=0"):
+        train(config, loaders=(loader, val), device="cpu", threads=0, progress=False, log=None)
