@@ -65,9 +65,12 @@ def usable_cores() -> int:
 def threads_beside_workers(num_workers: int, cores: int | None = None) -> int:
     """Intra-op threads for the main process when ``num_workers`` DataLoader workers share the cores.
 
-    Each worker keeps a core busy decoding; torch's threads in the main process wait for one another
-    at every operation (OpenMP spins while it waits), so more threads than free cores make every step
-    wait for the slowest. Measured with ``python tools/threads_under_load.py`` (docs/benchmarks.md).
+    A worker may keep a core busy decoding, and torch's threads in the main process wait for one
+    another at every operation (OpenMP spins while it waits), so more threads than free cores make
+    every step wait for the slowest: on a machine shared with other busy processes, 2 threads were
+    3.2x slower than 1 (``python tools/threads_under_load.py``, docs/benchmarks.md). A light loader
+    leaves part of its cores idle, and then more threads can be faster on an idle machine
+    (``python -m helpers.lab.bench training --threads default 2``); ``train(threads=...)`` chooses.
     """
     cores = usable_cores() if cores is None else cores
     return max(1, cores - num_workers)
