@@ -128,3 +128,14 @@ def test_training_time_report_marks_the_default_thread_count():
     assert "0.80x" in text and text.count("(default)") == 2 and "default threads: 0.95" in text
     args = bench.build_parser().parse_args(["training", "--threads", "default", "2"])
     assert args.threads == ["default", "2"]
+
+
+def test_transport_costs_rows_and_report():
+    files, labels = bench.sample_files(16)
+    rows = bench.transport_costs(files, labels, loader_batches=(8,), images=64, rounds=1)
+    assert [(r["num_workers"], r["loader_batch"]) for r in rows] == [(0, 8), (2, 8)]
+    assert rows[0]["worker_cpu_us_per_image"] == 0.0 and rows[1]["main_cpu_us_per_image"] > 0
+    text = bench.format_transport(rows, "python -m helpers.lab.bench transport")
+    assert text.count(" us") == 4 and "decoding taken out" in text
+    args = bench.build_parser().parse_args(["transport", "--images", "64"])
+    assert (args.command, args.images, args.workers) == ("transport", 64, 2)
