@@ -132,7 +132,7 @@ def test_training_time_report_marks_the_default_thread_count():
 
 def test_transport_costs_rows_and_report():
     files, labels = bench.sample_files(16)
-    rows = bench.transport_costs(files, labels, loader_batches=(8,), images=64, rounds=1)
+    rows = bench.transport_costs(files, labels, loader_batches=(8,), images=640, rounds=1)  # CPU read in 10 ms ticks
     assert [(r["num_workers"], r["loader_batch"]) for r in rows] == [(0, 8), (2, 8)]
     assert rows[0]["worker_cpu_us_per_image"] == 0.0 and rows[1]["main_cpu_us_per_image"] > 0
     text = bench.format_transport(rows, "python -m helpers.lab.bench transport")
