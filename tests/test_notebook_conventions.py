@@ -127,3 +127,38 @@ def test_each_helper_module_names_the_notebooks_that_use_it():
         assert line, f"helpers/{module}.py: its docstring lacks a 'Notebooks:' line"
         missing = sorted(n for n in numbers if n not in re.findall(r"\b\d\d\b", line))
         assert not missing, f"helpers/{module}.py: notebooks {missing} import it but its 'Notebooks:' line omits them"
+
+
+def _printed_text(notebook: dict) -> str:
+    """Everything a notebook's code printed or displayed as text."""
+    parts = []
+    for cell in notebook["cells"]:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                parts.append("".join(out["text"]))
+            for kind, value in out.get("data", {}).items():
+                if kind in ("text/plain", "text/markdown"):
+                    parts.append("".join(value))
+    return "\n".join(parts)
+
+
+def test_every_figure_in_the_readme_results_is_printed_by_notebook_05():
+    """The README's results cannot go stale: each number in its Results section appears in notebook
+    05's committed outputs, but section references (§8.1) and the full configuration's settings, which
+    are checked against helpers.runconfig instead."""
+    from helpers.runconfig import CONFIGS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Results")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    full = CONFIGS["full"]
+    settings = f"The full configuration ({full.n_images:,} images at {full.image_size[0]}×{full.image_size[1]}, " \
+               f"{full.epochs} epochs)"
+    assert settings in section, f"the README's full-configuration sentence no longer says: {settings}"
+    section = section.replace(settings, "")
+    section = re.sub(r"§\d+(\.\d+)*", "", section)
+    printed = _printed_text(load(ROOT / "notebooks" / "05_training.ipynb"))
+    numbers = set(re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?%?(?:/\d+)?", section))
+    assert len(numbers) > 30, f"only {len(numbers)} numbers found in the Results section"
+    missing = sorted(n for n in numbers if n not in printed and n.replace(",", "") not in printed)  # 1,597 = 1597
+    assert not missing, f"README Results numbers that notebook 05 does not print: {missing}"
