@@ -162,3 +162,16 @@ def test_every_figure_in_the_readme_results_is_printed_by_notebook_05():
     assert len(numbers) > 30, f"only {len(numbers)} numbers found in the Results section"
     missing = sorted(n for n in numbers if n not in printed and n.replace(",", "") not in printed)  # 1,597 = 1597
     assert not missing, f"README Results numbers that notebook 05 does not print: {missing}"
+
+
+def test_every_figure_in_the_readme_measured_section_is_in_the_pasted_benchmark_output():
+    """The README's Measured table quotes docs/benchmarks.md, where the benchmark commands' output is
+    pasted: each of its numbers must be there (so a new run pasted there and not here shows up)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Measured")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    docs = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    numbers = set(re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?%?(?:/\d+)?", section))
+    assert len(numbers) > 15, f"only {len(numbers)} numbers found in the Measured section"
+    missing = sorted(n for n in numbers if n not in docs and n.replace(",", "") not in docs)
+    assert not missing, f"README Measured numbers that docs/benchmarks.md does not hold: {missing}"
