@@ -23,7 +23,7 @@ from .metrics import (MIN_REGION_PIXELS, BoxRecall, FaceCounts, PixelCounts, Rel
                       face_counts, per_image_iou)
 from .on_device import amp_settings, prepare_batch
 
-__all__ = ["Evaluation", "evaluate", "score_reliability", "split_distractors", "final_test", "evaluation_table"]
+__all__ = ["Evaluation", "evaluate", "split_distractors", "final_test", "evaluation_table"]
 
 
 @dataclass
@@ -37,6 +37,8 @@ class Evaluation:
     per_image: list[tuple[str, float]] = field(default_factory=list)
     #: face-level counts (precision, recall, false positives, on distractors) when batches carry boxes
     faces: FaceCounts | None = None
+    #: the network's scores binned against the truth (a reliability diagram), when asked for
+    reliability: Reliability | None = None
 
     def summary(self) -> dict[str, Any]:
         """Every figure by name (pixel ratios, box recall, face-level counts): for logs and JSON."""
@@ -56,7 +58,7 @@ class Evaluation:
 def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: Iterable,
              device: str | torch.device = "cpu", threshold: float = 0.5,
              loss_fn: nn.Module | None = None, channels_last: bool = False,
-             distractors: Mapping[str, Any] | None = None) -> Evaluation:
+             distractors: Mapping[str, Any] | None = None, reliability_bins: int | None = None) -> Evaluation:
     """Face IoU/Dice/precision/recall over all pixels of ``loader``'s split, per-image IoU and, when the
     batches carry ``'boxes'`` (``build_loaders(keep_test_boxes=True)``), per-face box recall and
     face-level counts (:func:`helpers.metrics.face_counts`: precision and recall of predicted regions).
@@ -65,17 +67,22 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: 
     callable taking the ``uint8`` ``Bx3xHxW`` batch and returning scores or a mask of
     ``Bx1xHxW`` (e.g. ``ColourBaseline.predict``). ``distractors``: image name -> distractor boxes at
     the prediction's resolution (:func:`split_distractors`); ``None`` or a missing name: false
-    positives on distractors unknown (``faces.fp_distractor`` None).
+    positives on distractors unknown (``faces.fp_distractor`` None). ``reliability_bins``: also bin the
+    network's scores (sigmoid(logit)) against the truth, in the same pass: ``Evaluation.reliability``,
+    the counts of a reliability diagram (:class:`helpers.metrics.Reliability`).
 
     Use it on the validation split while choosing; the test split goes through :func:`final_test`.
     """
     device = torch.device(device)
     is_net = isinstance(model, nn.Module)
     amp_on, amp_dtype = amp_settings(device)
+    if reliability_bins is not None and not is_net:
+        raise ValueError("reliability_bins: only a network's scores are binned (the callable may return a mask)")
     was_training = is_net and model.training
     if is_net:
         model.eval()
     counts, boxes, faces, per_image = PixelCounts(), None, None, []
+    table = Reliability(reliability_bins) if reliability_bins is not None else None
     loss_sum, n_batches = 0.0, 0
     try:
         for batch in loader:
@@ -90,6 +97,8 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: 
                 pred = logits > 0  # sigmoid(logit) > 0.5
                 if threshold != 0.5:
                     pred = torch.sigmoid(logits) > threshold
+                if table is not None:
+                    table.update(torch.sigmoid(logits), y)
             else:
                 y = batch["mask"].to(device)
                 out = model(batch["image"].to(device))
@@ -109,30 +118,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], loader: 
     finally:
         if was_training:
             model.train()
-    return Evaluation(counts, loss_sum / n_batches if n_batches else float("nan"), boxes, per_image, faces)
-
-
-@torch.no_grad()
-def score_reliability(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu", bins: int = 10,
-                      channels_last: bool = False) -> Reliability:
-    """The network's face scores (``sigmoid(logit)``) over every pixel of ``loader``'s split, binned
-    against the truth: the counts of a reliability diagram (:class:`helpers.metrics.Reliability`).
-    Use the validation split."""
-    device = torch.device(device)
-    amp_on, amp_dtype = amp_settings(device)
-    was_training = model.training
-    model.eval()
-    table = Reliability(bins)
-    try:
-        for batch in loader:
-            x, y = prepare_batch(batch, device, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
-                logits = model(x)
-            table.update(torch.sigmoid(logits.float()), y)
-    finally:
-        if was_training:
-            model.train()
-    return table
+    return Evaluation(counts, loss_sum / n_batches if n_batches else float("nan"), boxes, per_image, faces, table)
 
 
 def split_distractors(dataset: Any, image_size: tuple[int, int],

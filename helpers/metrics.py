@@ -8,7 +8,8 @@ Box recall alone rewards predicting face everywhere (every box is then "found");
 also counts the predicted regions that match no face (false-positive faces), so it does not.
 Predictions are face SCORES (the network's sigmoid output, trained with a positive weight and a Dice
 term: ordered like a probability, not calibrated as one), thresholded at 0.5 by default.
-:class:`Reliability` measures how far from calibrated they are (a reliability diagram's counts).
+:class:`Reliability` measures how far from calibrated they are (a reliability diagram's counts;
+``helpers.evaluation.evaluate(..., reliability_bins=10)`` fills one).
 
 Notebooks: 05 teaches it.
 """

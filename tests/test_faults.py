@@ -25,7 +25,7 @@ from helpers.dataset import FaceDataset
 from helpers.errors import DataError
 from helpers.loader import DEFAULT_TIMEOUT_S, make_loader
 from helpers.runconfig import RunConfig
-from helpers.checkpoints import load_checkpoint, save_checkpoint
+from helpers.checkpoints import load_checkpoint
 from helpers.data_path import build_loaders, check_loaders
 from helpers.train import train
 from helpers.transforms import default_pipeline

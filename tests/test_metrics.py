@@ -219,8 +219,8 @@ def test_reliability_bins_scores_and_measures_the_calibration_gap():
         Reliability().update(torch.zeros(3), torch.zeros(2))
 
 
-def test_score_reliability_of_a_network_counts_every_pixel():
-    from helpers.evaluation import score_reliability
+def test_evaluate_bins_a_networks_scores_for_a_reliability_diagram_in_the_same_pass():
+    from helpers.evaluation import evaluate
 
     class Half(torch.nn.Module):  # a score of 0.5 everywhere (logit 0)
         def forward(self, x):
@@ -228,6 +228,9 @@ def test_score_reliability_of_a_network_counts_every_pixel():
 
     batch = {"image": torch.zeros(2, 3, 4, 5, dtype=torch.uint8), "mask": torch.zeros(2, 1, 4, 5, dtype=torch.uint8)}
     batch["mask"][0, 0, :2] = 1
-    table = score_reliability(Half(), [batch], bins=10)
+    table = evaluate(Half(), [batch], reliability_bins=10).reliability
     assert table.pixels.sum() == 40 and table.pixels[5] == 40 and table.faces[5] == 10
     assert table.expected_calibration_error == pytest.approx(0.25)
+    assert evaluate(Half(), [batch]).reliability is None
+    with pytest.raises(ValueError, match="only a network"):
+        evaluate(lambda images: torch.zeros(images.shape[0], 1, 4, 5), [batch], reliability_bins=10)
