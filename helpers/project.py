@@ -31,3 +31,14 @@ def relative(path: str | Path, folders: int = 0) -> str:
             return given.as_posix()
         parts = given.parts[1:]  # without the root
         return "/".join(parts[-(folders + 1):]) if parts else given.as_posix()
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` (folders created): how every command here saves its
+    ``--json`` result."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path

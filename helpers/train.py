@@ -309,10 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     precision/recall and false faces (on distractors apart), the time and the waiting fraction.
     Writes the checkpoint under ``outputs/checkpoints/`` (``--checkpoint``)."""
     import argparse
-    import json
 
     from . import baseline
-    from .project import OUTPUTS, relative
+    from .project import OUTPUTS, relative, write_json
     from .runconfig import pick_config
     from .setup_env import describe_device, pick_device
     from .synth import ensure_dataset
@@ -373,8 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test ({n['test']} images; scored once, after every choice):")
     print(evaluation_table(test))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report)
     return 0
 
 

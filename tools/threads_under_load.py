@@ -13,7 +13,6 @@ is why ``helpers.train.train`` uses ``threads_beside_workers`` (cores - workers,
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import sys
@@ -25,12 +24,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.runconfig import pick_config  # noqa: E402
-from helpers.synth import ensure_dataset  # noqa: E402
 from helpers.data_path import build_loaders  # noqa: E402
 from helpers.loss import FaceLoss  # noqa: E402
 from helpers.model import build_model  # noqa: E402
 from helpers.on_device import prepare_batch  # noqa: E402
+from helpers.project import write_json  # noqa: E402
+from helpers.runconfig import pick_config  # noqa: E402
+from helpers.synth import ensure_dataset  # noqa: E402
 from helpers.train import torch_threads, usable_cores  # noqa: E402
 
 
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                      "ratio_to_1_thread": round(median / base, 3), "rounds": [round(r, 3) for r in rates]})
         print(f"{load:<20} {threads:>7} {median:>8.2f} {median / base:>11.2f}x")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cores": cores, "workers": workers, "rows": rows}, indent=1))
+        write_json(args.json, {"cores": cores, "workers": workers, "rows": rows})
     return 0
 
 

@@ -19,7 +19,6 @@ Notebooks: 06 teaches it; 01 uses it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .memory import measure_index_memory
-from ..project import DATA_SAMPLE, relative
+from ..project import DATA_SAMPLE, relative, write_json
 
 MiB = 2**20
 #: The array-based index passes when main + workers together use at most this much more than the
@@ -712,9 +711,7 @@ def _transport_command(args: argparse.Namespace) -> int:
     command = "python -m helpers.lab.bench " + " ".join(args.argv or ["transport"])
     print(format_transport(rows, command))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": command, "machine": machine_info(), "transport": rows},
-                                        indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, {"command": command, "machine": machine_info(), "transport": rows})
     return 0
 
 
@@ -937,7 +934,6 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
     """Run the benchmark parts of configuration ``size`` (:data:`SIZES`) and return (and write to
     ``json_path``) one dict: ``machine``, ``contention``/``contended``, ``limit``, ``pipeline``,
     ``decode_paths``, ``masks_identical``, ``stages``, ``memory``, ``index_memory``."""
-    import json
     import platform
 
     from ..project import OUTPUTS
@@ -992,8 +988,7 @@ def run_all(size: str = "full", json_path: str | Path | None = None, parts: Sequ
               "marked contended; rerun on an idle machine for figures", file=sys.stderr, flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=1))
+        write_json(json_path, result)
     return result
 
 
@@ -1226,8 +1221,7 @@ def _training_command(args: argparse.Namespace) -> int:
     result = run_training_time(args.config, args.epochs, args.rounds, threads=threads)
     print(format_training_time(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     return 0
 
 

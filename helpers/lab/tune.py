@@ -20,7 +20,6 @@ Notebooks: 05 teaches it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -122,6 +121,7 @@ def _row_text(row: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m helpers.lab.tune [--config quick] [--epochs N] [--only NAME ...] [--json F]``."""
+    from ..project import write_json
     from ..runconfig import pick_config
     from ..setup_env import pick_device
     from ..synth import ensure_dataset
@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{config.name}, {config.epochs} epochs per candidate, scored on the validation split")
     rows = sweep(config, chosen, device)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, rows)
     return 0
 
 
