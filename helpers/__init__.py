@@ -13,7 +13,7 @@ The pipeline and the training path (what a training run imports):
 - ``dataset``     ``FaceDataset``: lazy image reading (reduced JPEG decode on request), dict samples
 - ``transforms``  ``Rescale``, ``ConvertGroundTruth``, ``ToTensor``
 - ``loader``      DataLoader construction, worker seeding, the random flip, ``SplitBatches``, device transfer
-- ``collate``     the collate function that keeps a variable number of boxes per image
+- ``collate``     the collate functions: channels_last batches (the pipeline's), a variable number of boxes per image
 - ``data_path``   ``build_loaders``: the whole data path, lists to batches, for the three splits
 - ``model``       the compact U-Net, its default size (``build_model``), its receptive field
 - ``on_device``   a batch on the device: ``uint8`` normalised there; mixed-precision settings

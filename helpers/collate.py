@@ -1,5 +1,7 @@
-"""The collate function that keeps a variable number of boxes per image: every other key is collated as
-``default_collate`` does, and the boxes stay a list of one ``(k_i, 4)`` tensor per image.
+"""The collate functions of the pipeline: :func:`collate_keep_boxes` keeps a variable number of boxes per
+image (every other key is collated as ``default_collate`` does, and the boxes stay a list of one
+``(k_i, 4)`` tensor per image); :func:`collate_channels_last` stacks the images in the memory order
+``ToTensor`` leaves them in (channels_last), with one plain copy per image instead of a reordering one.
 
 (The reading of ``default_collate`` itself, today's and PyTorch 0.4.0's, and the batch checker are in
 ``helpers.lab.collate_reading`` and ``helpers.lab.batches``: they explain and check, the pipeline does not
@@ -62,4 +64,56 @@ def collate_keep_boxes(batch: Sequence[Mapping[str, Any]], key: str = "boxes") -
     return {k: (boxes if k == key else rest[k]) for k in batch[0]}
 
 
-__all__ = ["collate_keep_boxes"]
+# --------------------------------------------------------------------------------------------------
+# Images: stacked in the memory order they come in
+
+
+def stack_channels_last(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """B images of shape 3xHxW -> one Bx3xHxW batch stored channels_last (memory B x H x W x 3).
+
+    ``ToTensor``'s images are 3xHxW views of HxWx3 memory. ``torch.stack`` (what ``default_collate``
+    runs) always writes a contiguous Bx3xHxW batch, so it gathers every pixel's three channels into
+    three planes: a reordering copy. Here the HxWx3 views are stacked into a B x H x W x 3 block, one plain
+    copy per image, and the batch is its Bx3xHxW view: the same shape and values as ``default_collate``
+    gives, with ``channels_last`` strides, the layout ``train`` runs the convolutions in. Images in any
+    other layout are stacked correctly too (reordered as they are copied).
+
+    In a DataLoader worker the block is allocated in shared memory, as ``default_collate`` does, so that
+    handing the batch to the main process copies nothing more.
+    """
+    if len(images) == 0:
+        raise ValueError("stack_channels_last: no image to stack")
+    first = images[0]
+    for i, image in enumerate(images):
+        if not isinstance(image, torch.Tensor) or image.ndim != 3:
+            raise TypeError(f"stack_channels_last: image {i} must be a CxHxW tensor, got "
+                            f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
+    hwc = [image.permute(1, 2, 0) for image in images]  # views: for ToTensor's images, contiguous HxWx3
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        storage = first._typed_storage()._new_shared(len(images) * first.numel(), device=first.device)
+        out = first.new(storage).resize_(len(images), *hwc[0].shape)
+    return torch.stack(hwc, 0, out=out).permute(0, 3, 1, 2)
+
+
+def collate_channels_last(batch: Sequence[Mapping[str, Any]], keep_boxes: bool = False) -> dict[str, Any]:
+    """The pipeline's collate function: ``'image'`` by :func:`stack_channels_last`, every other key as
+    ``default_collate`` does it (``keep_boxes=True``: as :func:`collate_keep_boxes`, the boxes a list).
+
+    The batch equals ``default_collate``'s (or ``collate_keep_boxes``'s) value for value; only the
+    images' memory order differs (``channels_last``). Use ``functools.partial(collate_channels_last,
+    keep_boxes=True)`` as a DataLoader's ``collate_fn`` to keep the boxes.
+    """
+    if len(batch) == 0:
+        raise ValueError("collate_channels_last: the batch is empty")
+    for i, sample in enumerate(batch):
+        if not isinstance(sample, collections.abc.Mapping) or "image" not in sample:
+            what = type(sample).__name__ if not isinstance(sample, collections.abc.Mapping) else "dict without 'image'"
+            raise TypeError(f"collate_channels_last: sample {i} is a {what}, not a sample dict with 'image'")
+    images = stack_channels_last([sample["image"] for sample in batch])
+    rest = [{k: v for k, v in sample.items() if k != "image"} for sample in batch]
+    collated = collate_keep_boxes(rest) if keep_boxes else default_collate(rest)
+    return {k: (images if k == "image" else collated[k]) for k in batch[0]}
+
+
+__all__ = ["collate_keep_boxes", "stack_channels_last", "collate_channels_last"]

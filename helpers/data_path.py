@@ -1,6 +1,7 @@
 """The whole data path on one screen: ``bbox.json`` -> file lists (split train/validation/test) ->
 ``FaceDataset`` (lazy reads, decoded straight to the training size) -> transforms (boxes -> mask,
-``ToTensor``) -> ``DataLoader`` (seeded shuffling, workers, big loader batches split back), for the
+``ToTensor``) -> ``DataLoader`` (seeded shuffling, workers, channels_last batches, big loader batches
+split back), for the
 three splits a run needs (:func:`build_loaders`), and the checks that refuse loaders which cannot
 train (:func:`check_loaders`). Every piece it assembles is taught in notebooks 01-04.
 
@@ -31,7 +32,7 @@ class Loaders(NamedTuple):
 def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_test_boxes: bool = False,
                   num_workers: int | None = None, data_dir: str | Path | None = None,
                   loader_batch_size: int | None = 64, reduced_decode: bool = True,
-                  augment: bool = False) -> Loaders:
+                  channels_last: bool = True, augment: bool = False) -> Loaders:
     """:class:`Loaders` ``(train, val, test)`` over ``data_dir`` (default ``config.data_dir``: generate it first,
     notebook 00 / ``helpers.synth.ensure_dataset``; or a folder made by ``helpers.convert``), split by
     ``read_file_lists`` with ``config.test_fraction`` and ``config.val_fraction`` and its default seed 0,
@@ -42,19 +43,24 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
 
     Faster than the pipeline of notebooks 02-04 taken literally, with the same boxes and masks: every
     image is decoded straight to ``config.image_size`` (``FaceDataset(decode_size=...)``: a reduced
-    JPEG decode, no full-size array), and the workers collate ``loader_batch_size`` samples at a time
+    JPEG decode, no full-size array), the workers stack the images in the memory order they were decoded
+    in (``collate_channels_last``: channels_last batches, the layout training uses, with no reordering
+    copy), and they collate ``loader_batch_size`` samples at a time
     (rounded down to a multiple of ``config.batch_size``), which :class:`helpers.loader.SplitBatches`
     cuts into batches of ``config.batch_size``: the same batches, in the same order, as a loader of
     ``config.batch_size``, at a fraction of the per-batch hand-over cost. ``loader_batch_size=None``
     gives plain DataLoaders of ``config.batch_size``; ``reduced_decode=False`` the full decode + ``Rescale``
-    (the reference path, e.g. to benchmark against).
+    and ``channels_last=False`` ``default_collate``'s contiguous batches (both False, with
+    ``loader_batch_size=None``: the pipeline of notebooks 02-04 taken literally, to benchmark against).
 
     ``augment``: the training images (not the others) are flipped left-right with probability 0.5,
     image and mask together, by :class:`helpers.loader.SeededAugment` (a random draw per sample and
     epoch, the same whatever the number of workers; :func:`helpers.train.train` sets the epoch). Notebook 05 says why
     its default run trains without it.
     """
-    from .collate import collate_keep_boxes
+    from functools import partial
+
+    from .collate import collate_channels_last, collate_keep_boxes
     from .datafiles import read_file_lists
     from .dataset import FaceDataset
     from .loader import RandomHorizontalFlip, SeededAugment, SplitBatches, make_loader
@@ -79,9 +85,14 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
                 for files, labels in ((lists.files_val, lists.labels_val), (lists.files_test, lists.labels_test))]
     batch = config.batch_size
     big = batch if loader_batch_size is None else max(batch, loader_batch_size // batch * batch)
-    train_loader = make_loader(train_set, big, shuffle=True, seed=config.seed, num_workers=workers, pin_memory=pin)
+    if channels_last:
+        train_collate, held_out_collate = collate_channels_last, partial(collate_channels_last, keep_boxes=keep_test_boxes)
+    else:
+        train_collate, held_out_collate = None, collate_keep_boxes if keep_test_boxes else None
+    train_loader = make_loader(train_set, big, shuffle=True, seed=config.seed, num_workers=workers, pin_memory=pin,
+                               collate_fn=train_collate)
     val_loader, test_loader = (make_loader(ds, big, shuffle=False, seed=config.seed, num_workers=workers,
-                                           pin_memory=pin, collate_fn=collate_keep_boxes if keep_test_boxes else None)
+                                           pin_memory=pin, collate_fn=held_out_collate)
                                for ds in held_out)
     if loader_batch_size is None:
         return Loaders(train_loader, val_loader, test_loader)

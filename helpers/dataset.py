@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import operator
 import os
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -93,14 +94,14 @@ def _open_checked(source: Path | bytes) -> Image.Image:
     else:
         path = source
         try:
-            size = path.stat().st_size
+            status = path.stat()
         except FileNotFoundError:
             raise _Unreadable("file not found") from None
         except OSError as e:
             raise _Unreadable(f"cannot access the file ({e.strerror or e})") from e
-        if not path.is_file():
+        if not stat.S_ISREG(status.st_mode):
             raise _Unreadable("not a regular file")
-        if size == 0:
+        if status.st_size == 0:
             raise _Unreadable("empty file (0 bytes)")
     # Keep Pillow's decompression-bomb guard, but make its warning (above MAX_IMAGE_PIXELS) an
     # error as well as its error (above twice that). Filters are per process; workers are processes.
@@ -302,7 +303,12 @@ def _boxes_array(raw: Any) -> np.ndarray:
 def _check_boxes(boxes: np.ndarray, width: int, height: int) -> None:
     """Each box must be finite, non-empty (x_min < x_max, y_min < y_max) and inside the stored
     ``width x height`` image (the rule of :func:`helpers.datafiles.check_boxes_inside`)."""
-    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+    values = boxes.tolist()
+    # One comparison chain per box decides the common case (a NaN fails every comparison, an infinity
+    # the border's); only a box that fails it goes through the checks below, which say what is wrong.
+    if all(0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height for x0, y0, x1, y1 in values):
+        return
+    for k, (x0, y0, x1, y1) in enumerate(values):
         if not (np.isfinite([x0, y0, x1, y1]).all() and x0 < x1 and y0 < y1):
             raise _BadBoxes(f"labels, box {k}: {[x0, y0, x1, y1]} is empty or not finite "
                             "(needs x_min < x_max and y_min < y_max)")
@@ -410,7 +416,9 @@ class FaceDataset(torch.utils.data.Dataset):
 
     def name(self, index: int) -> str:
         """The ``'name'`` of entry ``index``: its path relative to ``root`` (POSIX), else its base name."""
-        path = self.path(index)
+        return self._name_of(self.path(index))
+
+    def _name_of(self, path: Path) -> str:
         if self.root is None:
             return path.name
         try:
@@ -423,7 +431,7 @@ class FaceDataset(torch.utils.data.Dataset):
         index = self._check_index(index)
         path = self.path(index)
         try:
-            return _read_sample(path, self.labels[index], name=self.name(index), size=self.decode_size)
+            return _read_sample(path, self.labels[index], name=self._name_of(path), size=self.decode_size)
         except _Bad as e:
             raise e.error_type(f"index {index}, {relative(path)}: {e}") from e.__cause__
 

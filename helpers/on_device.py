@@ -37,14 +37,15 @@ def prepare_batch(batch: Mapping[str, Any], device: str | torch.device,
 
     The transfer is ``non_blocking`` (it overlaps with compute when the batch is in pinned memory, as
     ``pin_memory=True`` makes it); the ``uint8`` -> float conversion happens after the copy, so 4x fewer
-    bytes travel. ``channels_last`` stores the images NHWC, the layout convolutions prefer.
+    bytes travel. ``channels_last`` returns the images stored NHWC, the layout convolutions prefer (else
+    contiguous NCHW); a batch that comes in that layout is not copied again.
     """
     for key in ("image", "mask"):
         if key not in batch:
             raise KeyError(f"batch has no {key!r} (keys: {sorted(batch)}); compose ConvertGroundTruth and ToTensor")
-    images = normalise(batch["image"].to(device, non_blocking=True))
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = normalise(batch["image"].to(device, non_blocking=True))  # keeps the batch's memory order
+    # A no-op when the batch already comes in this layout (build_loaders' channels_last batches):
+    images = images.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     masks = batch["mask"].to(device, non_blocking=True).float()
     return images, masks
 

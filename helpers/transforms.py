@@ -207,9 +207,27 @@ class ConvertGroundTruth:
         return f"ConvertGroundTruth(keep_boxes={self.keep_boxes})"
 
 
+def _shareable(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when a tensor can share its memory (C-contiguous and writable: a decoded image,
+    a drawn mask); else a copy that can (a view with reordered or negative strides such as ``np.flip``'s,
+    or a read-only array such as ``np.asarray(pil_image)``)."""
+    if array.flags.c_contiguous and array.flags.writeable:
+        return array
+    return np.array(array, order="C")
+
+
 class ToTensor:
-    """NumPy sample -> tensors: ``'image'`` uint8 3xHxW (contiguous), ``'mask'`` uint8 1xHxW,
-    ``'boxes'`` (if still there) float32 (k, 4); other keys (``'name'``) unchanged.
+    """NumPy sample -> tensors: ``'image'`` uint8 3xHxW, ``'mask'`` uint8 1xHxW, ``'boxes'`` (if still
+    there) float32 (k, 4); other keys (``'name'``) unchanged.
+
+    No pixel is copied: ``'image'`` is a 3xHxW VIEW of the HxWx3 array (``torch.from_numpy`` shares its
+    memory, ``permute`` only reorders the strides), so the pixels stay in the decoder's order, the
+    three channels of a pixel side by side. PyTorch calls that layout ``channels_last``: the tensor
+    has the shape of a CHW image and the memory of an HWC one. It is the layout
+    :func:`helpers.train.train` runs the convolutions in, so nothing has to reorder it on the way:
+    :func:`helpers.collate.collate_channels_last` stacks such images with one plain copy each
+    (``default_collate`` accepts them too, and reorders them into a contiguous batch as it stacks).
+    The tensors share memory with the input arrays; the input dict itself is not changed.
 
     Why uint8: a batch leaves the DataLoader workers through shared memory and is copied to the GPU;
     uint8 is 4x smaller than float32 (8x smaller than the float64 that the well-known PyTorch
@@ -221,7 +239,7 @@ class ToTensor:
     def __call__(self, sample: dict) -> dict:
         image = _check_image(sample, "ToTensor")
         out = dict(sample)
-        out["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        out["image"] = torch.from_numpy(_shareable(image)).permute(2, 0, 1)
         if "mask" in sample:
             mask = np.asarray(sample["mask"])
             if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
@@ -229,7 +247,7 @@ class ToTensor:
                     f"ToTensor: {_name(sample)} needs 'mask' as an HxW uint8 array of the image's size "
                     f"{image.shape[:2]}, got {mask.shape} {mask.dtype}"
                 )
-            out["mask"] = torch.from_numpy(np.array(mask[None], copy=True))
+            out["mask"] = torch.from_numpy(_shareable(mask))[None]
         if "boxes" in sample:
             out["boxes"] = torch.from_numpy(_check_boxes(sample, "ToTensor").copy())
         return out

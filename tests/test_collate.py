@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from helpers.lab.collate_reading import ERROR_FORMAT, collate_reading
 from helpers.lab.batches import CollateOutcome, assert_same_batch, check_against_default_collate, collate_and_report, collate_raw_boxes, describe, shared_memory_report
-from helpers.collate import collate_keep_boxes
+from helpers.collate import collate_channels_last, collate_keep_boxes, stack_channels_last
 from helpers.errors import DataError
 
 # Named tuple types must live at module level (pickling, and exact type comparison).
@@ -472,6 +472,78 @@ def test_collate_keep_boxes_in_a_loader():
         "{'image': uint8 tensor (4, 3, 4, 5), 'boxes': list[4]: [float32 tensor (2, 4), float32 tensor (0, 4), "
         "float32 tensor (5, 4), float32 tensor (1, 4)], 'mask': uint8 tensor (4, 1, 4, 5), 'name': list[4] of str}"
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# collate_channels_last: default_collate's values, channels_last memory
+
+
+def _to_tensor_samples(counts):
+    """Samples as ToTensor makes them: images are 3xHxW views of HxWx3 arrays."""
+    from helpers.transforms import ToTensor
+
+    rng = np.random.default_rng(1)
+    out = []
+    for i, sample in enumerate(_face_samples(counts)):
+        raw = {"image": rng.integers(0, 256, size=(4, 5, 3), dtype=np.uint8), "boxes": sample["boxes"],
+               "mask": rng.integers(0, 2, size=(4, 5), dtype=np.uint8), "name": sample["name"]}
+        out.append(ToTensor()(raw))
+    return out
+
+
+@pytest.mark.parametrize("keep_boxes", [False, True])
+def test_collate_channels_last_equals_default_collate(keep_boxes):
+    samples = _to_tensor_samples([2, 0, 3])
+    if not keep_boxes:
+        for sample in samples:
+            del sample["boxes"]
+    ours = collate_channels_last(samples, keep_boxes=keep_boxes)
+    theirs = (collate_keep_boxes if keep_boxes else default_collate)(samples)
+    assert list(ours) == list(theirs)
+    assert_same_batch(ours, theirs)  # value for value, names and boxes included
+    assert theirs["image"].is_contiguous()  # default_collate reorders the pixels into planes ...
+    image = ours["image"]  # ... collate_channels_last keeps them as decoded
+    assert image.shape == (3, 3, 4, 5) and image.is_contiguous(memory_format=torch.channels_last)
+    assert image.stride() == (4 * 5 * 3, 1, 5 * 3, 3)
+
+
+def test_stack_channels_last_takes_any_layout_and_refuses_what_is_not_an_image():
+    contiguous = [torch.arange(60, dtype=torch.uint8).reshape(3, 4, 5) + i for i in range(2)]
+    out = stack_channels_last(contiguous)
+    assert torch.equal(out, torch.stack(contiguous)) and out.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="no image"):
+        stack_channels_last([])
+    with pytest.raises(TypeError, match=r"image 1 must be a CxHxW tensor, got ndarray \(3, 4, 5\)"):
+        stack_channels_last([contiguous[0], np.zeros((3, 4, 5), np.uint8)])
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
+        stack_channels_last([contiguous[0], torch.zeros(3, 4, 6, dtype=torch.uint8)])
+    with pytest.raises(TypeError, match="sample 0 is a list"):
+        collate_channels_last([[1, 2]])
+    with pytest.raises(ValueError, match="empty"):
+        collate_channels_last([])
+
+
+class ToTensorDataset(torch.utils.data.Dataset):
+    def __init__(self):
+        self.samples = _to_tensor_samples([1, 2, 0, 1, 3, 1])
+        for sample in self.samples:
+            del sample["boxes"]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+
+def test_collate_channels_last_in_a_real_worker_writes_shared_memory():
+    dataset = ToTensorDataset()
+    loader = DataLoader(dataset, batch_size=3, num_workers=1, multiprocessing_context="fork",
+                        collate_fn=functools.partial(_collate_and_report_sharing, collate_channels_last))
+    for (batch, sharing), start in zip(loader, (0, 3)):
+        assert sharing == {"image": True, "mask": True}  # built in shared memory, as default_collate does
+        assert_same_batch(batch, default_collate(dataset.samples[start:start + 3]))
+        assert batch["image"].is_contiguous(memory_format=torch.channels_last)
 
 
 BOXES_EQUAL = [  # 3 samples with 2 boxes each

@@ -168,18 +168,32 @@ def test_box_smaller_than_a_pixel_after_rescaling():
     assert sanitize_keeps(out["boxes"], (4, 4)).tolist() == [False, False]
 
 
-def test_to_tensor_dtypes_shapes_contiguity():
+def test_to_tensor_dtypes_shapes_and_memory():
     s = ConvertGroundTruth(keep_boxes=True)(sample_of(5, 7, [[1, 1, 3, 4]]))
+    before = {k: v.copy() for k, v in s.items() if isinstance(v, np.ndarray)}
     t = ToTensor()(s)
-    assert t["image"].dtype == torch.uint8 and t["image"].shape == (3, 5, 7) and t["image"].is_contiguous()
+    assert t["image"].dtype == torch.uint8 and t["image"].shape == (3, 5, 7)
     assert t["mask"].dtype == torch.uint8 and t["mask"].shape == (1, 5, 7) and t["mask"].is_contiguous()
     assert t["boxes"].dtype == torch.float32 and t["boxes"].shape == (1, 4)
     assert torch.equal(t["image"].permute(1, 2, 0), torch.from_numpy(s["image"]))
     assert torch.equal(t["mask"][0], torch.from_numpy(s["mask"]))
-    t["mask"][0, 0, 0] = 7  # tensors own their memory: the input sample is untouched
-    assert s["mask"][0, 0] == 0
+    # No pixel copied: the image is a CHW view of the HWC array (channels_last memory), the mask a view too
+    assert t["image"].data_ptr() == s["image"].ctypes.data and t["image"].stride() == (1, 7 * 3, 3)
+    assert t["image"][None].is_contiguous(memory_format=torch.channels_last)
+    assert t["mask"].data_ptr() == s["mask"].ctypes.data
+    # ... and the input dict is not changed
+    assert all(np.array_equal(s[k], v) for k, v in before.items()) and set(s) == {"image", "mask", "boxes", "name"}
     no_mask = ToTensor()({"image": s["image"], "name": "x"})
     assert set(no_mask) == {"image", "name"}
+
+
+def test_to_tensor_accepts_arrays_with_any_strides():
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    read_only = image.copy()
+    read_only.flags.writeable = False
+    for view in (image[:, ::-1], image[::2], np.asfortranarray(image), read_only):
+        t = ToTensor()({"image": view, "name": "x"})["image"]
+        assert torch.equal(t, torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1))))
 
 
 def test_composes_with_v2_compose():

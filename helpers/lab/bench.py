@@ -459,9 +459,23 @@ def _split(loader, loader_batch: int):
     return loader
 
 
+def _collate_for(decode_path: str):
+    """The collate function of the pipeline ``decode_path`` stands for: ``build_loaders``' default
+    (``collate_channels_last``, where this checkout has it) for ``pillow-draft``; ``default_collate``
+    (None) for ``pillow``, the pipeline of notebooks 02-04 taken literally."""
+    if decode_path != "pillow-draft":
+        return None
+    try:
+        from ..collate import collate_channels_last
+    except ImportError:
+        return None
+    return collate_channels_last
+
+
 def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_batch: int,
                   timed_images: int) -> tuple[float, float]:
-    """``(images/s, CPU ms per image)`` of FaceDataset + default_pipeline + DataLoader, steady state.
+    """``(images/s, CPU ms per image)`` of FaceDataset + default_pipeline + DataLoader, steady state
+    (collated as :func:`_collate_for` says).
 
     The clock runs between two points where the loader is in steady state: after every worker has
     delivered two batches (start-up and warm-up left out) and before the last ``workers x
@@ -479,7 +493,7 @@ def pipeline_once(files, labels, size, decode_path: str, workers: int, loader_ba
     fork = "fork" if workers > 0 and sys.platform.startswith("linux") else None
     loader = DataLoader(dataset, batch_size=loader_batch, sampler=order, num_workers=workers,
                         persistent_workers=workers > 0, multiprocessing_context=fork,
-                        prefetch_factor=prefetch if workers > 0 else None)
+                        prefetch_factor=prefetch if workers > 0 else None, collate_fn=_collate_for(decode_path))
     count, start, cpu_start, n_start = 0, None, 0.0, 0
     result = None
     batches = iter(_split(loader, loader_batch))
@@ -563,7 +577,8 @@ def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELI
 def stage_times(files, labels, size=(120, 160), decode_path: str = "pillow", batch: int = 8,
                 repeats: int = 3) -> dict[str, float]:
     """Milliseconds per image of each stage of the pipeline, in this process, 1 thread, warm:
-    read the file, decode (full, or draft for ``pillow-draft``), resize, mask, ToTensor, collate.
+    read the file, decode (full, or draft for ``pillow-draft``), resize, mask, ToTensor, collate (as
+    :func:`_collate_for` says).
     The minimum over ``repeats`` passes (the least disturbed one)."""
     import io
 
@@ -574,6 +589,7 @@ def stage_times(files, labels, size=(120, 160), decode_path: str = "pillow", bat
 
     from ..transforms import ConvertGroundTruth, Rescale, ToTensor
 
+    collate = _collate_for(decode_path) or default_collate
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -605,7 +621,7 @@ def stage_times(files, labels, size=(120, 160), decode_path: str = "pillow", bat
                 done.append(s)
             for i in range(0, len(done), batch):
                 c0 = time.perf_counter()
-                default_collate(done[i:i + batch])
+                collate(done[i:i + batch])
                 t["collate"] += time.perf_counter() - c0
             per_image = {k: 1000 * v / len(files) for k, v in t.items()}
             if "_warm" not in best:
@@ -643,7 +659,8 @@ def transport_costs(files, labels, size=(120, 160), workers: int = 2, loader_bat
                     images: int = 6400, rounds: int = 3) -> list[dict[str, Any]]:
     """CPU microseconds per image that handing batches from ``workers`` DataLoader workers to the main
     process costs, with the decoding taken out: the workers collate ready-made training samples
-    (``default_collate`` into a new shared-memory block per batch, the names pickled), the main process
+    (``collate_channels_last``, as the pipeline does: into a new shared-memory block per batch, the
+    names pickled), the main process
     receives and maps each batch. Per loader batch size: the main process's CPU and the workers' CPU
     (minus the per-sample ``clone`` a dataset's own tensors need), medians of ``rounds`` alternated
     passes over ``images`` images. What is left of the gap between the 0-worker and the 2-worker
@@ -651,6 +668,8 @@ def transport_costs(files, labels, size=(120, 160), workers: int = 2, loader_bat
     import psutil
     import torch
     from torch.utils.data import DataLoader
+
+    from ..collate import collate_channels_last
 
     dataset = _face_dataset(files, labels, size, "pillow")
     made = [dataset[i] for i in range(min(len(dataset), 16))]
@@ -663,7 +682,8 @@ def transport_costs(files, labels, size=(120, 160), workers: int = 2, loader_bat
     for r in range(rounds):
         for w, b in (variants if r % 2 == 0 else list(reversed(variants))):
             loader = DataLoader(_ReadySamples(made, images + 8 * b), batch_size=b, num_workers=w,
-                                persistent_workers=w > 0, multiprocessing_context=fork if w else None)
+                                persistent_workers=w > 0, multiprocessing_context=fork if w else None,
+                                collate_fn=collate_channels_last)
             batches = iter(loader)
             for _ in range(2 * max(w, 1)):  # start-up and warm-up left out
                 next(batches)
@@ -1153,8 +1173,9 @@ def _memory_child_command(args: argparse.Namespace) -> int:
 def run_training_time(config_name: str = "quick", epochs: int = 2, rounds: int = 2,
                       threads: Sequence[int | None] = (None,), log=print) -> dict[str, Any]:
     """Seconds of ``train()``'s epoch loop (training steps + waiting for batches; validation excluded)
-    with the reference loader (full decode + ``Rescale``, DataLoader batches of ``batch_size``) and with
-    ``build_loaders``' default (reduced decode, loader batches of 64 split by ``SplitBatches``), each
+    with the reference loader (full decode + ``Rescale``, ``default_collate``'s batches of ``batch_size``)
+    and with ``build_loaders``' default (reduced decode, channels_last batches, loader batches of 64
+    split by ``SplitBatches``), each
     with every torch thread count in ``threads`` (``None``: ``train``'s default,
     ``threads_beside_workers``), alternated ``rounds`` times in one process (the order rotated and
     reversed from round to round), ``epochs`` epochs each; medians per variant, and each variant's
@@ -1171,7 +1192,8 @@ def run_training_time(config_name: str = "quick", epochs: int = 2, rounds: int =
     if config.data_folder is None:
         ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=False)
     loader_kinds = {
-        "reference (full decode, batches of 8)": {"reduced_decode": False, "loader_batch_size": None},
+        "reference (full decode, batches of 8)": {"reduced_decode": False, "channels_last": False,
+                                                  "loader_batch_size": None},
         "default (reduced decode, 64 split to 8)": {},
     }
     loaders = {name: build_loaders(config, "cpu", **kw) for name, kw in loader_kinds.items()}
