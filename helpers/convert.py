@@ -401,6 +401,8 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
         data = json.loads(annot_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConversionError(f"{shown}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConversionError(f"{shown}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ConversionError(f"{shown}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     if not isinstance(data, dict):
