@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.convert import ConversionError, convert_coco, convert_wider, main
+from helpers.convert import ConversionError, DownloadError, convert_coco, convert_wider, download_wider, main
 from helpers.datafiles import load_bboxes, read_file_lists
 from helpers.dataset import FaceDataset
 
@@ -396,3 +396,63 @@ def test_decode_finds_a_truncated_image_the_header_check_lets_through(tmp_path, 
     assert "truncated JPEG" in report.summary()
     assert main(["wider", str(tmp_path / "gt.txt"), str(images), str(tmp_path / "o3"), "--decode"]) == 1
     assert "truncated JPEG" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- the WIDER FACE download
+
+
+def _no_network(request, timeout):
+    import socket
+    import urllib.error
+
+    raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+
+def _network(request, timeout):
+    class Answer:
+        def close(self):
+            pass
+
+    return Answer()
+
+
+def _refused(root, split, download):
+    raise RuntimeError("File not found or corrupted.\n(more lines from inside torchvision)")
+
+
+@pytest.mark.parametrize("urlopen, has_gdown, widerface, message", [
+    (_no_network, True, None,
+     "cannot reach https://drive.google.com to download WIDER FACE ([Errno -2] Name or service not known): "
+     "this machine seems to be offline; connect it to the internet (Colab is), or unset FACES_DOWNLOAD_WIDER "
+     "to skip the download"),
+    (_network, False, None,
+     "torchvision downloads WIDER FACE from Google Drive with the gdown package, which is not installed: "
+     "pip install gdown (Colab has it), or unset FACES_DOWNLOAD_WIDER to skip the download"),
+    (_network, True, _refused,
+     "downloading WIDER FACE failed (RuntimeError: File not found or corrupted.); try again later "
+     "(Google Drive limits how often a file is fetched), or unset FACES_DOWNLOAD_WIDER to skip the download"),
+])
+def test_a_failed_wider_download_says_what_happened_in_one_line(tmp_path, monkeypatch, urlopen, has_gdown,
+                                                                widerface, message):
+    """Notebook 08's opt-in download cell, offline or without gdown: one line, not torchvision's traceback."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)  # no test reaches the network
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: (object() if has_gdown else None) if name == "gdown" else find_spec(name, *a))
+    monkeypatch.setattr("torchvision.datasets.WIDERFace", widerface or _refused)
+    with pytest.raises(DownloadError) as e:
+        download_wider(tmp_path)
+    assert str(e.value) == message
+    shown_below = e.value.__cause__ or (None if e.value.__suppress_context__ else e.value.__context__)
+    assert shown_below is None  # no traceback from inside torchvision chained under the message
+
+
+def test_a_wider_download_returns_the_folder_convert_wider_reads(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("urllib.request.urlopen", _network)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    monkeypatch.setattr("torchvision.datasets.WIDERFace", lambda **kw: calls.append(kw))
+    assert download_wider(tmp_path / "dl") == tmp_path / "dl" / "widerface"
+    assert calls == [{"root": str(tmp_path / "dl"), "split": "train", "download": True}]
