@@ -38,6 +38,10 @@ Decisions (each one counted in the :class:`ConversionReport`; nothing is dropped
   ``torchvision.datasets.WIDERFace`` reads); it is consumed and not a face. A record with count 0 that
   is followed directly by the next image path is accepted too.
 
+:func:`download_wider` fetches the real WIDER FACE training split with torchvision (notebook 08's opt-in
+cell); offline, without ``gdown``, or when Google Drive refuses, it stops with a one-line
+:class:`DownloadError` that says what happened and what to do.
+
 Notebooks: 08 teaches it.
 """
 from __future__ import annotations
@@ -401,6 +405,8 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
         data = json.loads(annot_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConversionError(f"{shown}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConversionError(f"{shown}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ConversionError(f"{shown}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     if not isinstance(data, dict):
@@ -475,6 +481,53 @@ def convert_coco(annot_json: str | Path, images_dir: str | Path, out_dir: str | 
             boxes[image_id].append(box)
     entries = {images[i][0]: (images_dir / images[i][0], boxes[i]) for i in images}
     return _write_folder(entries, out_dir, copy, report, decode)
+
+
+# --------------------------------------------------------------------------------------- WIDER FACE download
+
+#: The host torchvision fetches WIDER FACE's images from (with the ``gdown`` package).
+WIDER_HOST = "https://drive.google.com"
+
+
+class DownloadError(RuntimeError):
+    """The WIDER FACE download failed; the one-line message says what happened and what to do."""
+
+
+def download_wider(root: str | Path, timeout: float = 10.0) -> Path:
+    """Download WIDER FACE's training split with ``torchvision.datasets.WIDERFace`` into ``root/widerface``
+    and return that folder, ready for :func:`convert_wider`: about 1.5 GB, the images from Google Drive
+    (which torchvision reads with the ``gdown`` package; Colab has it), the annotations from the project
+    page. WIDER FACE is for non-commercial research use: its terms are the reader's to accept.
+
+    Offline (``WIDER_HOST`` does not answer within ``timeout`` seconds, through any proxy the environment
+    names), without ``gdown``, or when the download itself fails (Google Drive's quota, a cut file), it
+    raises :class:`DownloadError` with one line saying what happened and what to do, not a traceback from
+    inside torchvision."""
+    import importlib.util
+    import urllib.error
+    import urllib.request
+
+    import torchvision
+
+    skip = "or unset FACES_DOWNLOAD_WIDER to skip the download"
+    try:
+        urllib.request.urlopen(urllib.request.Request(WIDER_HOST, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # an HTTP answer, whatever its status: the host is reachable
+    except OSError as e:  # URLError (no DNS, refused, no route), a timeout
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"cannot reach {WIDER_HOST} to download WIDER FACE ({reason}): this machine seems "
+                            f"to be offline; connect it to the internet (Colab is), {skip}") from None
+    if importlib.util.find_spec("gdown") is None:
+        raise DownloadError("torchvision downloads WIDER FACE from Google Drive with the gdown package, which is "
+                            f"not installed: pip install gdown (Colab has it), {skip}")
+    try:
+        torchvision.datasets.WIDERFace(root=str(root), split="train", download=True)
+    except Exception as e:  # Google Drive's quota, a file cut short (md5 mismatch), the connection lost
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DownloadError(f"downloading WIDER FACE failed ({type(e).__name__}: {detail}); try again later "
+                            f"(Google Drive limits how often a file is fetched), {skip}") from None
+    return Path(root) / "widerface"
 
 
 # --------------------------------------------------------------------------------------- command line

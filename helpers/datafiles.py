@@ -3,7 +3,7 @@
 The teaching version from the source article: keep *paths*, not pixels (images are read one at a time
 later, by the Dataset); the boxes are small, so they are read and checked up front, once.
 
-Notebooks: 01 teaches it; 00, 02, 03, 04, 07, 08 use it.
+Notebooks: 01 teaches it; 00, 02, 03, 04, 05, 07, 08 use it.
 """
 from __future__ import annotations
 

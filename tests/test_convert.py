@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.convert import ConversionError, convert_coco, convert_wider, main
+from helpers.convert import ConversionError, DownloadError, convert_coco, convert_wider, download_wider, main
 from helpers.datafiles import load_bboxes, read_file_lists
 from helpers.dataset import FaceDataset
 
@@ -162,6 +162,45 @@ def test_not_jpeg_or_png_and_nonempty_output(tmp_path):
         convert_wider(tmp_path / "gt.txt", images, tmp_path / "out")
 
 
+def test_an_image_whose_header_cannot_be_read(tmp_path):
+    images = tmp_path / "imgs"
+    data = jpeg(images / "cut.jpg").read_bytes()
+    (images / "cut.jpg").write_bytes(data[:8])  # cut inside its first marker segment: a JPEG, but unreadable
+    (tmp_path / "gt.txt").write_text("cut.jpg\n0\n")
+    with pytest.raises(ConversionError) as e:
+        convert_wider(tmp_path / "gt.txt", images, tmp_path / "out")
+    assert str(e.value).startswith("gt.txt, line 1: cannot read imgs/cut.jpg: "), str(e.value)  # then Pillow's reason
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_option_value_is_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(ValueError, match="^beyond must be 'clip' or 'error', got 'drop'$"):
+        convert_wider(tmp_path / "gt.txt", tmp_path, tmp_path / "out", beyond="drop")
+    with pytest.raises(ValueError, match="^crowd must be 'skip', 'keep' or 'error', got 'split'$"):
+        convert_coco(tmp_path / "c.json", tmp_path, tmp_path / "out", crowd="split")
+    with pytest.raises(ValueError, match="^beyond must be 'clip' or 'error', got 'drop'$"):
+        convert_coco(tmp_path / "c.json", tmp_path, tmp_path / "out", beyond="drop")
+
+
+@pytest.mark.parametrize("kind, content, message", [
+    ("wider", None, "gt.txt: file not found"),
+    ("coco", None, "instances.json: file not found"),
+    ("wider", b"a.jpg\n0\n\xff\n", "gt.txt: not UTF-8 text (byte 8)"),
+    ("coco", b'{"images": "\xe9"}', "instances.json: not UTF-8 text (byte 12)"),
+    ("coco", b'{"images": [', "instances.json: not valid JSON: Expecting value (line 1, column 13)"),
+    ("coco", b"[]", "instances.json: the top level must be an object with images, annotations, categories"),
+])
+def test_annotation_files_that_cannot_be_read(tmp_path, kind, content, message):
+    annot = tmp_path / ("gt.txt" if kind == "wider" else "instances.json")
+    if content is not None:
+        annot.write_bytes(content)
+    convert = convert_wider if kind == "wider" else convert_coco
+    with pytest.raises(ConversionError) as e:
+        convert(annot, tmp_path / "imgs", tmp_path / "out")
+    assert str(e.value) == message
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------- COCO
 
 
@@ -235,16 +274,26 @@ def _set(path, value):
     (_set(["images", 2, "file_name"], "train/a.jpg"),
      "instances.json: image id 3: file 'train/a.jpg' is listed twice (image ids 1 and 3)"),
     (_set(["images", 2, "file_name"], "../c.jpg"), "image id 3: image name '../c.jpg' points outside IMAGES_DIR"),
+    (_set(["images", 2, "file_name"], ""), "instances.json: image id 3: the image name is empty"),
+    (_set(["images", 2, "file_name"], "c.txt"), "instances.json: image id 3: 'c.txt' does not end like an image "
+                                                "file (.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff)"),
     (_set(["images", 2, "width"], 100),
      "image id 3: 'c.jpg' is 48x64 (HxW) as stored but the JSON says 48x100; boxes must refer to the stored pixels"),
     (_set(["images", 2, "width"], "64"), "image id 3: 'width' must be int, got '64'"),
     (_set(["annotations", 0, "bbox"], [1, 2, 3]),
      "annotation id 10 (train/a.jpg): 'bbox' must be [x, y, width, height] (4 numbers), got [1, 2, 3]"),
     (_set(["annotations", 0, "image_id"], 99), "annotation id 10: image_id 99 is not in 'images'"),
+    (_set(["annotations", 0, "bbox"], [float("nan"), 3, 10, 12]),  # json writes NaN, and reads it back
+     "annotation id 10 (train/a.jpg): box [x, y, w, h] = [nan, 3, 10, 12] has a value that is not a finite number"),
+    (_set(["annotations", 2, "bbox"], [20, 30, float("inf"), 20]),
+     "annotation id 12 (train/b.jpg): box [x, y, w, h] = [20, 30, inf, 20] has a value that is not a finite number"),
     (_set(["annotations", 1, "id"], 10), "annotation id 10: the id appears twice (the second time at annotations[1])"),
     (_set(["categories", 1, "name"], "head"),
      "instances.json: no category named 'face' (categories: ['head', 'person']); choose one with --category"),
+    (lambda d: d["categories"].append({"id": 8, "name": "face"}),
+     "instances.json: 2 categories named 'face' (categories: ['face', 'face', 'person']); choose one with --category"),
     (lambda d: d.pop("annotations"), "instances.json: missing 'annotations'"),
+    (lambda d: d.update(images=[], annotations=[]), "instances.json: no image to convert"),
     (_set(["images", 0, "file_name"], "nope.jpg"), "image id 1: image coco_images/nope.jpg not found"),
 ])
 def test_coco_errors(tmp_path, change, message):
@@ -347,3 +396,63 @@ def test_decode_finds_a_truncated_image_the_header_check_lets_through(tmp_path, 
     assert "truncated JPEG" in report.summary()
     assert main(["wider", str(tmp_path / "gt.txt"), str(images), str(tmp_path / "o3"), "--decode"]) == 1
     assert "truncated JPEG" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- the WIDER FACE download
+
+
+def _no_network(request, timeout):
+    import socket
+    import urllib.error
+
+    raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+
+def _network(request, timeout):
+    class Answer:
+        def close(self):
+            pass
+
+    return Answer()
+
+
+def _refused(root, split, download):
+    raise RuntimeError("File not found or corrupted.\n(more lines from inside torchvision)")
+
+
+@pytest.mark.parametrize("urlopen, has_gdown, widerface, message", [
+    (_no_network, True, None,
+     "cannot reach https://drive.google.com to download WIDER FACE ([Errno -2] Name or service not known): "
+     "this machine seems to be offline; connect it to the internet (Colab is), or unset FACES_DOWNLOAD_WIDER "
+     "to skip the download"),
+    (_network, False, None,
+     "torchvision downloads WIDER FACE from Google Drive with the gdown package, which is not installed: "
+     "pip install gdown (Colab has it), or unset FACES_DOWNLOAD_WIDER to skip the download"),
+    (_network, True, _refused,
+     "downloading WIDER FACE failed (RuntimeError: File not found or corrupted.); try again later "
+     "(Google Drive limits how often a file is fetched), or unset FACES_DOWNLOAD_WIDER to skip the download"),
+])
+def test_a_failed_wider_download_says_what_happened_in_one_line(tmp_path, monkeypatch, urlopen, has_gdown,
+                                                                widerface, message):
+    """Notebook 08's opt-in download cell, offline or without gdown: one line, not torchvision's traceback."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)  # no test reaches the network
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: (object() if has_gdown else None) if name == "gdown" else find_spec(name, *a))
+    monkeypatch.setattr("torchvision.datasets.WIDERFace", widerface or _refused)
+    with pytest.raises(DownloadError) as e:
+        download_wider(tmp_path)
+    assert str(e.value) == message
+    shown_below = e.value.__cause__ or (None if e.value.__suppress_context__ else e.value.__context__)
+    assert shown_below is None  # no traceback from inside torchvision chained under the message
+
+
+def test_a_wider_download_returns_the_folder_convert_wider_reads(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("urllib.request.urlopen", _network)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    monkeypatch.setattr("torchvision.datasets.WIDERFace", lambda **kw: calls.append(kw))
+    assert download_wider(tmp_path / "dl") == tmp_path / "dl" / "widerface"
+    assert calls == [{"root": str(tmp_path / "dl"), "split": "train", "download": True}]

@@ -50,16 +50,19 @@ def deadline(seconds: int):
 
 
 class Pids(Dataset):
-    """Item i is ``[i, pid of the process that loaded it]``; items from ``stall_from`` on never arrive."""
+    """Item i is ``[i, pid of the process that loaded it]``; items from ``stall_from`` on never arrive.
+    ``stuck`` (shared memory, seen by the workers) turns 1 when a worker starts on such an item."""
 
     def __init__(self, n: int = 400, stall_from: int | None = None) -> None:
         self.n, self.stall_from = n, stall_from
+        self.stuck = torch.zeros(1, dtype=torch.int32).share_memory_()
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if self.stall_from is not None and i >= self.stall_from:
+            self.stuck[0] = 1
             time.sleep(3600)  # a stuck read (e.g. a hung network file system)
         time.sleep(0.01)
         return torch.tensor([i, os.getpid()])
@@ -89,14 +92,23 @@ def test_a_stuck_worker_hits_the_loader_timeout():
     assert make_loader(Pids(4), 2, shuffle=False, seed=0, num_workers=0).timeout == 0
     with pytest.raises(ValueError, match="timeout must be >= 0, and 0 without workers"):
         make_loader(Pids(4), 2, shuffle=False, seed=0, num_workers=0, timeout=5)
-    loader = make_loader(Pids(40, stall_from=4), batch_size=2, shuffle=False, seed=0, num_workers=1,
-                         timeout=2, persistent_workers=False)
+    # prefetch_factor=4: the one worker is handed batches 0-3 at once, so it loads batches 0 and 1 and
+    # then sticks on item 4 without waiting for the main process to take anything.
+    data = Pids(40, stall_from=4)
+    loader = make_loader(data, batch_size=2, shuffle=False, seed=0, num_workers=1, timeout=2,
+                         persistent_workers=False, prefetch_factor=4)
     with deadline(60):
+        it = iter(loader)  # starts the worker
+        while not data.stuck[0]:  # its start-up, however slow a busy machine makes it, is not timed
+            time.sleep(0.01)
         seen = []
+        t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="DataLoader timed out after 2 seconds"):
-            for batch in loader:
+            for batch in it:
                 seen += batch[:, 0].tolist()
-        assert seen == [0, 1, 2, 3]
+        assert seen == [0, 1, 2, 3]  # the batches before the stuck item arrive; then the timeout, not a hang
+        assert time.monotonic() - t0 >= 2
+        del it
 
 
 # --- shared memory -------------------------------------------------------------------------------
