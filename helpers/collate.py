@@ -73,27 +73,21 @@ def stack_channels_last(images: Sequence[torch.Tensor]) -> torch.Tensor:
 
     ``ToTensor``'s images are 3xHxW views of HxWx3 memory. ``torch.stack`` (what ``default_collate``
     runs) always writes a contiguous Bx3xHxW batch, so it gathers every pixel's three channels into
-    three planes: a reordering copy. Here the HxWx3 views are stacked into a B x H x W x 3 block, one plain
-    copy per image, and the batch is its Bx3xHxW view: the same shape and values as ``default_collate``
-    gives, with ``channels_last`` strides, the layout ``train`` runs the convolutions in. Images in any
-    other layout are stacked correctly too (reordered as they are copied).
-
-    In a DataLoader worker the block is allocated in shared memory, as ``default_collate`` does, so that
-    handing the batch to the main process copies nothing more.
+    three planes: a reordering copy. Here ``default_collate`` itself stacks the HxWx3 views into a
+    B x H x W x 3 block, one plain copy per image (in a DataLoader worker, straight into shared memory,
+    as for any batch), and the batch is that block's Bx3xHxW view: the same shape and values as
+    ``default_collate`` gives for the images themselves, with ``channels_last`` strides, the layout
+    ``train`` runs the convolutions in. Images in any other layout are stacked correctly too
+    (reordered as they are copied).
     """
     if len(images) == 0:
         raise ValueError("stack_channels_last: no image to stack")
-    first = images[0]
     for i, image in enumerate(images):
         if not isinstance(image, torch.Tensor) or image.ndim != 3:
             raise TypeError(f"stack_channels_last: image {i} must be a CxHxW tensor, got "
                             f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
     hwc = [image.permute(1, 2, 0) for image in images]  # views: for ToTensor's images, contiguous HxWx3
-    out = None
-    if torch.utils.data.get_worker_info() is not None:
-        storage = first._typed_storage()._new_shared(len(images) * first.numel(), device=first.device)
-        out = first.new(storage).resize_(len(images), *hwc[0].shape)
-    return torch.stack(hwc, 0, out=out).permute(0, 3, 1, 2)
+    return default_collate(hwc).permute(0, 3, 1, 2)
 
 
 def collate_channels_last(batch: Sequence[Mapping[str, Any]], keep_boxes: bool = False) -> dict[str, Any]:
@@ -107,9 +101,10 @@ def collate_channels_last(batch: Sequence[Mapping[str, Any]], keep_boxes: bool =
     if len(batch) == 0:
         raise ValueError("collate_channels_last: the batch is empty")
     for i, sample in enumerate(batch):
-        if not isinstance(sample, collections.abc.Mapping) or "image" not in sample:
-            what = type(sample).__name__ if not isinstance(sample, collections.abc.Mapping) else "dict without 'image'"
-            raise TypeError(f"collate_channels_last: sample {i} is a {what}, not a sample dict with 'image'")
+        if not isinstance(sample, collections.abc.Mapping):
+            raise TypeError(f"collate_channels_last: sample {i} is a {type(sample).__name__}, not a dict")
+        if "image" not in sample:
+            raise KeyError(f"collate_channels_last: sample {i} ({sample.get('name', '?')!r}) has no 'image'")
     images = stack_channels_last([sample["image"] for sample in batch])
     rest = [{k: v for k, v in sample.items() if k != "image"} for sample in batch]
     collated = collate_keep_boxes(rest) if keep_boxes else default_collate(rest)

@@ -517,8 +517,10 @@ def test_stack_channels_last_takes_any_layout_and_refuses_what_is_not_an_image()
         stack_channels_last([contiguous[0], np.zeros((3, 4, 5), np.uint8)])
     with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
         stack_channels_last([contiguous[0], torch.zeros(3, 4, 6, dtype=torch.uint8)])
-    with pytest.raises(TypeError, match="sample 0 is a list"):
+    with pytest.raises(TypeError, match="sample 0 is a list, not a dict"):
         collate_channels_last([[1, 2]])
+    with pytest.raises(KeyError, match=r"sample 1 \('b.jpg'\) has no 'image'"):
+        collate_channels_last([{"image": contiguous[0], "name": "a.jpg"}, {"name": "b.jpg"}])
     with pytest.raises(ValueError, match="empty"):
         collate_channels_last([])
 
