@@ -9,11 +9,17 @@ Runs training steps of notebook 05's quick configuration (same model, loss, opti
 CPU-bound processes run (a shared CI machine). The variants alternate inside each round and the table
 shows medians of steps/s, so a drift of the machine's speed hits every variant alike. What it measures
 is why ``helpers.train.train`` uses ``threads_beside_workers`` (cores - workers, at least 1).
+
+The first line printed names the machine, the versions and ``OMP_WAIT_POLICY`` (how torch's idle
+OpenMP threads wait: it is read once, when torch loads, so set it in the environment of the command:
+``OMP_WAIT_POLICY=PASSIVE python tools/threads_under_load.py``).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -25,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.data_path import build_loaders  # noqa: E402
+from helpers.lab.bench import machine_info  # noqa: E402
 from helpers.loss import FaceLoss  # noqa: E402
 from helpers.model import build_model  # noqa: E402
 from helpers.on_device import prepare_batch  # noqa: E402
@@ -71,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=2, help="competing CPU-bound processes in the loaded case")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    machine = machine_info()
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset (libgomp: spin a while, then sleep)")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"{date}; {machine['cores']} cores ({machine['cpu_model']}); torch {machine['torch']}, "
+          f"Pillow {machine['pillow']}; OMP_WAIT_POLICY={wait_policy}", flush=True)
 
     config = pick_config("quick")
     workers = config.num_workers if args.workers is None else args.workers
@@ -113,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                      "ratio_to_1_thread": round(median / base, 3), "rounds": [round(r, 3) for r in rates]})
         print(f"{load:<20} {threads:>7} {median:>8.2f} {median / base:>11.2f}x")
     if args.json:
-        write_json(args.json, {"cores": cores, "workers": workers, "rows": rows})
+        write_json(args.json, {"date_utc": date, "machine": machine, "omp_wait_policy": wait_policy,
+                               "cores": cores, "workers": workers, "rows": rows})
     return 0
 
 
