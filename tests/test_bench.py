@@ -6,6 +6,8 @@ figures of docs/benchmarks.md come from `make bench` on an idle machine.
 from __future__ import annotations
 
 import json
+import statistics
+import sys
 
 import pytest
 
@@ -45,6 +47,28 @@ def test_tiny_run_pipeline_ratios_use_the_same_decode_path_and_cores(tiny):
         assert r["limit_images_per_s"] == pytest.approx(parallel * limits[(tuple(r["size"]), r["decode_path"])], rel=0.01)
         assert 0 < r["images_per_s"] and 0 < r["cpu_ms_per_image"] and 0.02 < r["ratio_to_limit"] < 5
     assert {r["num_workers"] for r in result["pipeline"]} == set(result["config"]["workers"])
+
+
+@pytest.mark.slow
+def test_tiny_run_parallel_limit_when_there_are_cores_to_share(tiny):
+    """With more than one core, the limit is also timed with one process per core decoding at once, and
+    the rows that use every core are compared with it as well."""
+    result, _ = tiny
+    cores = result["machine"]["cores"]
+    if cores < 2 or not sys.platform.startswith("linux"):
+        pytest.skip("one core (or no fork): there is no parallel limit to measure")
+    for r in result["limit"]:
+        assert r["parallel_processes"] == cores and r["parallel_images_per_s"] > 0
+        assert r["parallel_scaling"] == pytest.approx(
+            statistics.median(p / (cores * s) for p, s in zip(r["parallel_rounds"], r["rounds"])), abs=1e-3)
+        assert 0.2 < r["parallel_scaling"] < 2
+    parallel = {(tuple(r["size"]), r["decode_path"]): r["parallel_images_per_s"] for r in result["limit"]}
+    for r in result["pipeline"]:
+        if min(max(r["num_workers"], 1), cores) == cores:
+            assert r["parallel_limit_images_per_s"] == parallel[(tuple(r["size"]), r["decode_path"])]
+            assert 0.02 < r["ratio_to_parallel_limit"] < 5
+        else:
+            assert "ratio_to_parallel_limit" not in r
 
 
 @pytest.mark.slow

@@ -358,6 +358,53 @@ def _time_decode(decode, files: Sequence[str], size: tuple[int, int], n: int) ->
     return n / (time.perf_counter() - start)
 
 
+def _decode_in_child(decode, files, size, n, barrier, conn) -> None:
+    """One of :func:`_time_decode_parallel`'s processes: warm up, wait for the others, time, report."""
+    try:
+        decode(files[0], size)
+        barrier.wait()
+        conn.send(_time_decode(decode, files, size, n))
+    except BaseException as e:  # report, never hang the parent
+        conn.send(repr(e))
+    finally:
+        conn.close()
+
+
+def _time_decode_parallel(decode, files: Sequence[str], size: tuple[int, int], n: int,
+                          processes: int) -> float | None:
+    """Images/s of ``processes`` processes each running :func:`_time_decode`'s loop at the same time
+    (started together at a barrier), summed: what the cores deliver when all of them decode at once.
+    None where processes cannot be forked (the decode functions are closures, which ``spawn`` cannot
+    send)."""
+    import multiprocessing
+
+    if not sys.platform.startswith("linux"):
+        return None
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(processes)
+    pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
+    procs = [ctx.Process(target=_decode_in_child, args=(decode, files, size, n, barrier, send), daemon=True)
+             for _, send in pipes]
+    for proc in procs:
+        proc.start()
+    rates = []
+    try:
+        for receive, send in pipes:
+            send.close()
+            if not receive.poll(600):
+                raise RuntimeError("a parallel decode process did not report within 600 s")
+            got = receive.recv()
+            if isinstance(got, str):
+                raise RuntimeError(f"a parallel decode process failed: {got}")
+            rates.append(got)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    return sum(rates)
+
+
 def run_decode(files: Sequence[str], sizes=TRAINING_SIZES, paths: Sequence[str] = DECODE_PATHS,
                n_images: int = 64, rounds: int = 3) -> list[dict[str, Any]]:
     """Each decode path, single-threaded, alternated within each of ``rounds`` rounds, per size:
@@ -524,6 +571,12 @@ def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELI
     the limit of the same round and decode path); medians over rounds. Torch runs 1 thread here
     (the 0-worker row), as DataLoader workers do. ``variants``: (workers, loader batch) pairs to time
     instead of every combination of ``workers`` and ``loader_batches``.
+
+    With more than one core, each round also times the **parallel limit**: one process per core, all
+    doing the limit's work at once (:func:`_time_decode_parallel`). ``parallel_scaling`` = that rate /
+    (cores x the limit): below 1 where cores running together are each slower than one running alone
+    (shared caches and memory, a virtual machine's host). Rows whose loader uses every core get
+    ``ratio_to_parallel_limit`` too: what the loader itself loses, with the machine's share taken out.
     """
     pairs = list(variants) if variants is not None else [(w, b) for w in workers for b in loader_batches]
     import torch
@@ -543,29 +596,51 @@ def run_speed(files, labels, sizes=TRAINING_SIZES, paths: Sequence[str] = PIPELI
                     continue
                 decode, _, _ = decoder_availability(path)
                 todo = [("limit", 0, 0)] + [("pipeline", w, b) for w, b in pairs]
+                if cores > 1 and sys.platform.startswith("linux"):
+                    todo.append(("parallel", cores, 0))
                 got: dict[tuple, list] = {v: [] for v in todo}
                 for r in range(rounds):
                     order = todo[r % len(todo):] + todo[: r % len(todo)]
                     for v in order:
                         if v[0] == "limit":
                             got[v].append(_time_decode(decode, files, size, max(timed_images // 2, len(files))))
+                        elif v[0] == "parallel":
+                            got[v].append(_time_decode_parallel(decode, files, size,
+                                                                max(timed_images // 2, len(files)), cores))
                         else:
                             got[v].append(pipeline_once(files, labels, size, path, v[1], v[2], timed_images))
                 limit_rates = got[("limit", 0, 0)]
-                limits.append({"size": list(size), "decode_path": path,
-                               "images_per_s": round(_median(limit_rates), 1), "rounds": limit_rates})
+                entry = {"size": list(size), "decode_path": path,
+                         "images_per_s": round(_median(limit_rates), 1), "rounds": limit_rates}
+                parallel_rates = got.get(("parallel", cores, 0))
+                if parallel_rates:
+                    entry.update({
+                        "parallel_processes": cores,
+                        "parallel_images_per_s": round(_median(parallel_rates), 1),
+                        "parallel_scaling": round(_median([par / (cores * lim) for par, lim
+                                                           in zip(parallel_rates, limit_rates)]), 3),
+                        "parallel_rounds": parallel_rates,
+                    })
+                limits.append(entry)
                 for v in todo[1:]:
-                    _, w, b = v
+                    kind, w, b = v
+                    if kind != "pipeline":
+                        continue
                     parallel = min(max(w, 1), cores)
                     rates = [rate for rate, _ in got[v]]
-                    rows.append({
+                    row = {
                         "size": list(size), "decode_path": path, "num_workers": w, "loader_batch": b,
                         "images_per_s": round(_median(rates), 1),
                         "cpu_ms_per_image": round(_median([c for _, c in got[v]]), 3),
                         "limit_images_per_s": round(parallel * _median(limit_rates), 1),
                         "ratio_to_limit": round(_median([rate / (parallel * lim)
                                                          for rate, lim in zip(rates, limit_rates)]), 3),
-                    })
+                    }
+                    if parallel_rates and parallel == cores:
+                        row["parallel_limit_images_per_s"] = round(_median(parallel_rates), 1)
+                        row["ratio_to_parallel_limit"] = round(_median([rate / par for rate, par
+                                                                        in zip(rates, parallel_rates)]), 3)
+                    rows.append(row)
     finally:
         torch.set_num_threads(previous)
     return {"limit": limits, "pipeline": rows, "torch_threads": 1, "cores": cores}
@@ -1087,16 +1162,24 @@ def render_report(result: dict[str, Any]) -> str:
                 + ", ".join(f"{k}: {v}" for k, v in masks.items()), ""]
     if result.get("pipeline"):
         out += ["### The pipeline against the limit", "",
-                "| size | decode | workers | loader batch | images/s | CPU ms/image | limit | / limit |",
-                "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "| size | decode | workers | loader batch | images/s | CPU ms/image | limit | / limit | / parallel limit |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in result["pipeline"]:
             out.append(f"| {'x'.join(map(str, r['size']))} | {r['decode_path']} | {r['num_workers']} | {r['loader_batch']} | "
                        f"{_fmt(r['images_per_s'])} | {_fmt(r['cpu_ms_per_image'], '.2f')} | "
-                       f"{_fmt(r['limit_images_per_s'])} | {_fmt(r['ratio_to_limit'], '.2f')} |")
+                       f"{_fmt(r['limit_images_per_s'])} | {_fmt(r['ratio_to_limit'], '.2f')} | "
+                       f"{_fmt(r.get('ratio_to_parallel_limit'), '.2f')} |")
         out += ["", "limit = min(max(workers, 1), cores) x the warm single-thread decode + resize rate of the same "
                 "decode path, timed in the same rounds: "
                 + "; ".join(f"{'x'.join(map(str, r['size']))} {r['decode_path']} {_fmt(r['images_per_s'])}/s"
                             for r in result.get("limit", [])), ""]
+        parallel = [r for r in result.get("limit", []) if r.get("parallel_images_per_s")]
+        if parallel:
+            n = parallel[0]["parallel_processes"]
+            out += [f"parallel limit = {n} processes doing the limit's work at the same time, in the same rounds "
+                    f"(their rate, and its ratio to {n} x the single-thread limit): "
+                    + "; ".join(f"{'x'.join(map(str, r['size']))} {r['decode_path']} {_fmt(r['parallel_images_per_s'])}/s "
+                                f"({_fmt(r['parallel_scaling'], '.2f')})" for r in parallel), ""]
         out += _cpu_ratio_lines(result["pipeline"])
     if result.get("memory"):
         out += ["### Memory as the data set grows (FaceDataset + transforms + DataLoader, 2 workers)", "",
