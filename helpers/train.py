@@ -68,10 +68,9 @@ def threads_beside_workers(num_workers: int, cores: int | None = None) -> int:
     A worker may keep a core busy decoding, and torch's threads in the main process wait for one
     another at every operation (OpenMP spins while it waits), so more threads than free cores make
     every step wait for the slowest: on a machine shared with other busy processes, 2 threads ran at
-    0.50x the speed of 1, against 1.21x on the idle machine (``python tools/threads_under_load.py``,
-    docs/benchmarks.md). The loader leaves most of its workers' cores idle at training pace, so on a
-    machine of your own more threads are faster (``python -m helpers.lab.bench training --threads
-    default 2``); ``train(threads=...)`` chooses.
+    0.50x the speed of 1, against 1.21x on an idle one (``python tools/threads_under_load.py``,
+    docs/benchmarks.md); ``train(threads=...)`` chooses (``python -m helpers.lab.bench training
+    --threads default 2`` measures the whole loop).
     """
     cores = usable_cores() if cores is None else cores
     return max(1, cores - num_workers)
