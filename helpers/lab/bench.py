@@ -371,15 +371,13 @@ def _decode_in_child(decode, files, size, n, barrier, conn) -> None:
 
 
 def _time_decode_parallel(decode, files: Sequence[str], size: tuple[int, int], n: int,
-                          processes: int) -> float | None:
+                          processes: int) -> float:
     """Images/s of ``processes`` processes each running :func:`_time_decode`'s loop at the same time
     (started together at a barrier), summed: what the cores deliver when all of them decode at once.
-    None where processes cannot be forked (the decode functions are closures, which ``spawn`` cannot
-    send)."""
+    Needs ``fork`` (Linux; :func:`run_speed` calls it only there): the decode functions are closures,
+    which ``spawn`` cannot send."""
     import multiprocessing
 
-    if not sys.platform.startswith("linux"):
-        return None
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(processes)
     pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
