@@ -1131,6 +1131,16 @@ def _cpu_ratio_lines(pipeline: list[dict[str, Any]]) -> list[str]:
     return lines + [""] if lines else []
 
 
+def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A markdown table's lines: ``columns`` are header names, a trailing ``:`` right-aligns one
+    (``"images/s:"``); each row is its cells, already formatted."""
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(map(str, cells)) + " |"
+
+    rule = "|" + "|".join("---:" if c.endswith(":") else "---" for c in columns) + "|"
+    return [line([c.rstrip(":") for c in columns]), rule] + [line(row) for row in rows]
+
+
 def render_report(result: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md (markdown) from one :func:`run_all` result."""
     m = result["machine"]
@@ -1145,28 +1155,28 @@ def render_report(result: dict[str, Any]) -> str:
     else:
         out += [f"Cores checked free: a CPU-bound probe in {m['cores']} processes vs 1: {slow}.", ""]
     if result.get("decode_paths"):
-        out += ["### Decode paths (decode + resize to the training size, 1 thread, warm)", "",
-                "| size | path | images/s | vs pillow | mean abs diff | max abs diff | note |",
-                "|---|---|---:|---:|---:|---:|---|"]
+        rows = []
         for r in result["decode_paths"]:
             size = "x".join(map(str, r["size"]))
             if not r.get("available", True):
-                out.append(f"| {size} | {r['name']} | – | – | – | – | unavailable: {r['reason']} |")
-                continue
-            out.append(f"| {size} | {r['name']} | {_fmt(r['images_per_s'])} | {_fmt(r['ratio_to_pillow'], '.2f')}x | "
-                       f"{_fmt(r['mean_abs_diff'], '.2f')} | {r['max_abs_diff']} | {r['note']} |")
+                rows.append([size, r["name"], "–", "–", "–", "–", f"unavailable: {r['reason']}"])
+            else:
+                rows.append([size, r["name"], _fmt(r["images_per_s"]), f"{_fmt(r['ratio_to_pillow'], '.2f')}x",
+                             _fmt(r["mean_abs_diff"], ".2f"), r["max_abs_diff"], r["note"]])
+        out += ["### Decode paths (decode + resize to the training size, 1 thread, warm)", ""]
+        out += _md_table(["size", "path", "images/s:", "vs pillow:", "mean abs diff:", "max abs diff:", "note"], rows)
         masks = result.get("masks_identical") or {}
         out += ["", "Masks with draft decoding identical to the full decode's: "
                 + ", ".join(f"{k}: {v}" for k, v in masks.items()), ""]
     if result.get("pipeline"):
-        out += ["### The pipeline against the limit", "",
-                "| size | decode | workers | loader batch | images/s | CPU ms/image | limit | / limit | / parallel limit |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in result["pipeline"]:
-            out.append(f"| {'x'.join(map(str, r['size']))} | {r['decode_path']} | {r['num_workers']} | {r['loader_batch']} | "
-                       f"{_fmt(r['images_per_s'])} | {_fmt(r['cpu_ms_per_image'], '.2f')} | "
-                       f"{_fmt(r['limit_images_per_s'])} | {_fmt(r['ratio_to_limit'], '.2f')} | "
-                       f"{_fmt(r.get('ratio_to_parallel_limit'), '.2f')} |")
+        out += ["### The pipeline against the limit", ""]
+        out += _md_table(
+            ["size", "decode", "workers:", "loader batch:", "images/s:", "CPU ms/image:", "limit:", "/ limit:",
+             "/ parallel limit:"],
+            [["x".join(map(str, r["size"])), r["decode_path"], r["num_workers"], r["loader_batch"],
+              _fmt(r["images_per_s"]), _fmt(r["cpu_ms_per_image"], ".2f"), _fmt(r["limit_images_per_s"]),
+              _fmt(r["ratio_to_limit"], ".2f"), _fmt(r.get("ratio_to_parallel_limit"), ".2f")]
+             for r in result["pipeline"]])
         out += ["", "limit = min(max(workers, 1), cores) x the warm single-thread decode + resize rate of the same "
                 "decode path, timed in the same rounds: "
                 + "; ".join(f"{'x'.join(map(str, r['size']))} {r['decode_path']} {_fmt(r['images_per_s'])}/s"
@@ -1180,14 +1190,15 @@ def render_report(result: dict[str, Any]) -> str:
                                 f"({_fmt(r['parallel_scaling'], '.2f')})" for r in parallel), ""]
         out += _cpu_ratio_lines(result["pipeline"])
     if result.get("memory"):
-        out += ["### Memory as the data set grows (FaceDataset + transforms + DataLoader, 2 workers)", "",
-                "| entries | storage | batches | full pass | single PSS MiB | main+workers PSS MiB | peak MiB | vs smallest | heap only (anon PSS) MiB | JPEG MiB read | read / peak |",
-                "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in result["memory"]:
-            out.append(f"| {r['entries']:,} | {r['storage']} | {r['batches']} | {'yes' if r['full_pass'] else 'no'} | "
-                       f"{r['single_pss_mb']} | {r['total_pss_mb']} | {r['peak_total_pss_mb']} | {r['ratio_to_1k']:.3f} | "
-                       f"{_fmt(r.get('single_anon_pss_mb'))} -> {_fmt(r.get('total_anon_pss_mb'))} | "
-                       f"{r['jpeg_bytes_read'] / MiB:.1f} | {r['bytes_read_over_peak_pss']:.2f} |")
+        out += ["### Memory as the data set grows (FaceDataset + transforms + DataLoader, 2 workers)", ""]
+        out += _md_table(
+            ["entries:", "storage", "batches:", "full pass", "single PSS MiB:", "main+workers PSS MiB:", "peak MiB:",
+             "vs smallest:", "heap only (anon PSS) MiB:", "JPEG MiB read:", "read / peak:"],
+            [[f"{r['entries']:,}", r["storage"], r["batches"], "yes" if r["full_pass"] else "no", r["single_pss_mb"],
+              r["total_pss_mb"], r["peak_total_pss_mb"], f"{r['ratio_to_1k']:.3f}",
+              f"{_fmt(r.get('single_anon_pss_mb'))} -> {_fmt(r.get('total_anon_pss_mb'))}",
+              f"{r['jpeg_bytes_read'] / MiB:.1f}", f"{r['bytes_read_over_peak_pss']:.2f}"]
+             for r in result["memory"]])
         big = max(result["memory"], key=lambda r: (r["entries"], r["storage"] == "array"))
         arrays = [r for r in result["memory"] if r["storage"] == "array" and r["entries"] == big["entries"]]
         if arrays:
@@ -1201,10 +1212,10 @@ def render_report(result: dict[str, Any]) -> str:
         out.append("")
     if result.get("index_memory"):
         i = result["index_memory"]
-        out += [f"### The index alone ({i['entries']:,} entries, 2 workers)", "",
-                "| storage | index MiB | single MiB | main+workers MiB | total/single |", "|---|---:|---:|---:|---:|"]
-        for k in ("list", "array"):
-            out.append(f"| {k} | {i[k]['index_mb']} | {i[k]['single_mb']} | {i[k]['total_mb']} | {i[k]['ratio']:.3f} |")
+        out += [f"### The index alone ({i['entries']:,} entries, 2 workers)", ""]
+        out += _md_table(["storage", "index MiB:", "single MiB:", "main+workers MiB:", "total/single:"],
+                         [[k, i[k]["index_mb"], i[k]["single_mb"], i[k]["total_mb"], f"{i[k]['ratio']:.3f}"]
+                          for k in ("list", "array")])
         out += ["", f"list growth / array growth: {i['growth_ratio']}x; array within 10%: {i['passed']}", ""]
     return "\n".join(out)
 
