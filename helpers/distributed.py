@@ -15,13 +15,15 @@ own part of the data:
   after the smallest rank's number of batches (a DDP step needs every rank), dropping the others' tail.
 
 The backend is chosen from the device: NCCL with one GPU per process, gloo on the CPU (one thread per
-process). The epoch's loss and the test metrics are summed over the processes (``all_reduce``); only
-rank 0 prints and writes the checkpoint, in :func:`helpers.checkpoints.save_checkpoint`'s format, so
-:func:`helpers.checkpoints.load_model` reads it. The process group is destroyed on exit and on error.
-
-This command shows how metrics are gathered across processes; it splits train/test only (no
-validation split, so it trains on the same images as before) and makes no choice on the per-epoch
-test figures it prints. Choices belong on a validation split: ``helpers.train`` / ``helpers.lab.tune``.
+process). Only gloo has run here (the tests and notebook 07 run on a CPU); the NCCL branch is the same
+code with ``device_ids`` set, and has not been run on GPUs yet. The epoch's loss and the VALIDATION
+metrics are summed over the processes (``all_reduce``): each rank scores its own part of the validation
+split, so every validation image is scored once per epoch. The TEST split is scored once, after the
+last epoch, the same way, and labelled as such (the same rule as notebook 05: per-epoch figures come
+from validation, the test split is read once, at the end). The split is the one of
+:func:`helpers.datafiles.read_file_lists` with ``--val-fraction`` (the training images are the rest).
+Only rank 0 prints and writes the checkpoint, in :func:`helpers.checkpoints.save_checkpoint`'s format,
+so :func:`helpers.checkpoints.load_model` reads it. The process group is destroyed on exit and on error.
 
 Notebooks: 07 teaches it.
 """
@@ -84,7 +86,8 @@ def map_style_loader(dataset, batch_size: int, rank: int, world_size: int, seed:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="torchrun --nproc_per_node=N -m helpers.distributed",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="data folder (images + bbox.json); its test split is scored")
+    p.add_argument("--data", type=Path, required=True,
+                   help="data folder (images + bbox.json): its validation split is scored every epoch, its test split once")
     p.add_argument("--shards", type=Path, default=None,
                    help="train from these shards (helpers.shards) instead of the folder's train split")
     p.add_argument("--checkpoint", type=Path, required=True, help="where rank 0 writes the checkpoint")
@@ -96,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process")
     p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="share of the images held out for validation (out of the training images; default 0.15)")
     p.add_argument("--base-channels", type=int, default=None, help="model size (default helpers.train's)")
     p.add_argument("--levels", type=int, default=None, help="model depth (default helpers.train's)")
     p.add_argument("--face-fraction", type=float, default=None,
@@ -111,7 +116,6 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     from .runconfig import RunConfig
     from .shards import batches_per_rank, make_shard_loader, read_index, samples_per_rank, shard_paths
     from .checkpoints import save_checkpoint
-    from .evaluation import evaluate
     from .loss import FaceLoss, face_pixel_fraction, positive_weight
     from .model import MODEL_DEFAULTS, build_model
     from .on_device import amp_settings
@@ -121,7 +125,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     rank, world, device = dist.get_rank(), dist.get_world_size(), _device()
     say = print if rank == 0 else (lambda *a, **k: None)
     size = tuple(args.image_size)
-    lists = read_file_lists(args.data, args.test_fraction)
+    lists = read_file_lists(args.data, args.test_fraction, val_fraction=args.val_fraction)
     pin = device.type == "cuda"
     workers = max(1, args.num_workers)
     if args.shards is None:
@@ -144,14 +148,15 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
                              f"least {world} x {workers} (processes x workers) shards")
     total_steps = steps_per_epoch * args.epochs if args.steps is None else min(args.steps, steps_per_epoch * args.epochs)
     epochs = math.ceil(total_steps / steps_per_epoch)
-    config = RunConfig(name="distributed", n_images=len(lists.files_train) + len(lists.files_test),
+    config = RunConfig(name="distributed",
+                       n_images=len(lists.files_train) + len(lists.files_val) + len(lists.files_test),
                        test_fraction=args.test_fraction, data_seed=0, image_size=size, epochs=epochs,
-                       batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers, seed=args.seed)
+                       batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers, seed=args.seed,
+                       val_fraction=args.val_fraction)
 
-    # the test split, cut into disjoint parts without padding: every image is scored exactly once
-    test_set = FaceDataset(lists.files_test, lists.labels_test, transform=default_pipeline(size), root=args.data)
-    my_test = Subset(test_set, range(rank, len(test_set), world))
-    test_loader = DataLoader(my_test, batch_size=args.batch_size, shuffle=False, num_workers=0)
+    # validation and test, each cut into disjoint parts without padding: every image is scored exactly once
+    val_loader = _part_loader(lists.files_val, lists.labels_val, size, args, rank, world)
+    test_loader = _part_loader(lists.files_test, lists.labels_test, size, args, rank, world)
 
     if hasattr(loader, "sampler") and isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(0)
@@ -200,22 +205,17 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         del it
         seconds = time.perf_counter() - t_start
         t_val = time.perf_counter()
-        ev = evaluate(model, test_loader, device, loss_fn=loss_fn, channels_last=True)
+        c, val_loss = evaluate_parts(model, val_loader, loss_fn, device)
         val_seconds = time.perf_counter() - t_val
-        c = ev.counts
-        n_val_batches = len(test_loader)
-        (loss_total, batches, tp, fp, fn, tn, val_loss_total, val_batches) = all_reduce_sum(
-            [loss_sum, n, c.tp, c.fp, c.fn, c.tn, ev.loss * n_val_batches if n_val_batches else 0.0, n_val_batches],
-            device)
-        c.tp, c.fp, c.fn, c.tn = int(tp), int(fp), int(fn), int(tn)
+        loss_total, batches = all_reduce_sum([loss_sum, n], device)
         row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_total / batches,
-               "val_loss": val_loss_total / max(val_batches, 1), "val_iou": c.iou, "val_dice": c.dice,
+               "val_loss": val_loss, "val_iou": c.iou, "val_dice": c.dice,
                "val_precision": c.precision, "val_recall": c.recall, "seconds": seconds,
                "val_seconds": val_seconds, "wait_fraction": wait / seconds if seconds > 0 else 0.0}
         for k in history:
             history[k].append(float(row[k]))
-        say(f"epoch {epoch + 1}/{epochs}  loss {row['train_loss']:.4f}  val IoU {c.iou:.3f}  Dice {c.dice:.3f}  "
-            f"({n} steps x {world} processes, {c.total} test pixels)")
+        say(f"epoch {epoch + 1}/{epochs}  loss {row['train_loss']:.4f}  validation IoU {c.iou:.3f}  "
+            f"Dice {c.dice:.3f}  ({n} steps x {world} processes, {c.total} validation pixels)")
         seen = seen_report(names, n_train)
         say(f"  trained on {seen['distinct']} of {n_train} images, {seen['repeats']} repeated, "
             f"{seen['not_seen']} not seen this epoch")
@@ -223,9 +223,38 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
             save_checkpoint(args.checkpoint, model, optimizer, scheduler, scaler, config, epoch + 1, history,
                             model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
                             dice_weight=float(loss_fn.dice_weight), world_size=world)
+    # the test split, once, after the last epoch: nothing above read it
+    t, _ = evaluate_parts(model, test_loader, loss_fn, device)
+    say(f"test split, scored once after the last epoch: IoU {t.iou:.3f}  Dice {t.dice:.3f}  P {t.precision:.3f}  "
+        f"R {t.recall:.3f}  ({len(lists.files_test)} images, {t.total} test pixels)")
     dist.barrier()  # the checkpoint exists before any process returns
     say(f"checkpoint {relative(args.checkpoint)} (written by rank 0)")
-    return {"history": history, "steps": step}
+    return {"history": history, "steps": step, "test": t.as_dict()}
+
+
+def _part_loader(files: Sequence[str], labels: Sequence, size: tuple[int, int], args: argparse.Namespace,
+                 rank: int, world: int) -> DataLoader:
+    """This rank's part of a split to score: every ``world``-th image from ``rank`` on (no padding)."""
+    from .dataset import FaceDataset
+    from .transforms import default_pipeline
+
+    dataset = FaceDataset(files, labels, transform=default_pipeline(size), root=args.data)
+    return DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=args.batch_size,
+                      shuffle=False, num_workers=0)
+
+
+def evaluate_parts(model: torch.nn.Module, loader: DataLoader, loss_fn, device: torch.device):
+    """Score this rank's part of a split and sum the pixel counts (and the loss) over every rank: the
+    figures of the whole split, the same on every rank. Returns ``(counts, mean batch loss)``."""
+    from .evaluation import evaluate
+
+    ev = evaluate(model, loader, device, loss_fn=loss_fn, channels_last=True)
+    c = ev.counts
+    n_batches = len(loader)
+    tp, fp, fn, tn, loss_total, batches = all_reduce_sum(
+        [c.tp, c.fp, c.fn, c.tn, ev.loss * n_batches if n_batches else 0.0, n_batches], device)
+    c.tp, c.fp, c.fn, c.tn = int(tp), int(fp), int(fn), int(tn)
+    return c, loss_total / max(batches, 1)
 
 
 def seen_report(names: Sequence[str], n_total: int) -> dict[str, int]:

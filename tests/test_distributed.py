@@ -59,11 +59,28 @@ def test_two_processes_train_and_the_loss_decreases(first_run):
     assert out.count("epoch ") == 3 and "written by rank 0" in out  # rank 0 alone prints
 
 
+def _lists():
+    return read_file_lists(DATA_SAMPLE, 0.2, val_fraction=0.15)  # the command's default split
+
+
 def test_2_processes_x_2_workers_see_every_image_once_apart_from_padding(first_run):
     _, out = first_run
-    n_train = len(read_file_lists(DATA_SAMPLE, 0.2).files_train)
+    n_train = len(_lists().files_train)
     padding = -n_train % 2
     assert _seen(out) == [(n_train, n_train, padding, 0)] * 3, out
+
+
+def test_per_epoch_figures_are_the_validation_split_and_the_test_split_is_scored_once(first_run):
+    checkpoint, out = first_run
+    lists = _lists()
+    val_pixels, test_pixels = len(lists.files_val) * 48 * 64, len(lists.files_test) * 48 * 64
+    epochs = re.findall(r"epoch \d/3 .* validation IoU [\d.]+ .*, (\d+) validation pixels\)", out)
+    assert epochs == [str(val_pixels)] * 3, out  # each rank scored its part; the sum is the whole split
+    assert "test pixels" not in out.split("test split, scored once")[0], "the test split is read only at the end"
+    assert out.count("test split, scored once after the last epoch") == 1
+    assert f"({len(lists.files_test)} images, {test_pixels} test pixels)" in out
+    history = load_checkpoint(checkpoint)["history"]
+    assert re.search(rf"epoch 3/3 .* validation IoU {history['val_iou'][-1]:.3f}", out)
 
 
 def test_the_checkpoint_loads_with_the_single_process_code(first_run):
@@ -89,14 +106,14 @@ def test_the_same_seed_gives_the_same_weights(first_run, tmp_path):
 def test_training_from_uneven_shards(tmp_path):
     from helpers.shards import write_shards
 
-    lists = read_file_lists(DATA_SAMPLE, 0.2)
-    names = [p.rsplit("/", 1)[-1] for p in lists.files_train]
-    write_shards(DATA_SAMPLE, tmp_path / "shards", max_count=9, progress=False, names=names)  # 50 -> 5 x 9 + 5
+    names = [p.rsplit("/", 1)[-1] for p in _lists().files_train]  # the training split alone, not validation
+    n = len(names)
+    write_shards(DATA_SAMPLE, tmp_path / "shards", max_count=9, progress=False, names=names)  # uneven: 9, 9, ..., rest
     out = _launch(_args(tmp_path / "s.pt", "--shards", str(tmp_path / "shards"), "--epochs", "2",
                         "--num-workers", "2"))
-    assert "in 6 shards" in out
+    assert f"in {-(-n // 9)} shards" in out and n % 9
     seen = _seen(out)
-    assert len(seen) == 2 and all(total == 50 and repeats == 0 and distinct + not_seen == 50
+    assert len(seen) == 2 and all(total == n and repeats == 0 and distinct + not_seen == n
                                   for distinct, total, repeats, not_seen in seen), out
     assert load_checkpoint(tmp_path / "s.pt")["epoch"] == 2
 
