@@ -17,7 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
+
+from .resume import ResumableRandomSampler
 
 
 def seed_worker(worker_id: int) -> None:
@@ -182,7 +184,8 @@ def make_loader(
     if timeout < 0 or (timeout > 0 and num_workers == 0):
         raise ValueError(f"make_loader: timeout must be >= 0, and 0 without workers; got {timeout}")
     if shuffle:
-        sampler: torch.utils.data.Sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        # RandomSampler's order, and a pass that can start part way (a run resumed mid-epoch, helpers.resume)
+        sampler: torch.utils.data.Sampler = ResumableRandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
     return DataLoader(

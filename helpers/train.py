@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import restore_rng_state, config_from_dict, load_checkpoint, save_checkpoint
+from .checkpoints import restore_rng_state, load_checkpoint, save_checkpoint
 from .data_path import build_loaders, check_loaders
 from .evaluation import Evaluation, evaluate, evaluation_table, final_test, split_distractors
 from .loss import FaceLoss, face_pixel_fraction, positive_weight
@@ -119,12 +119,15 @@ def train_step(model: nn.Module, batch: Mapping[str, Any], loss_fn: nn.Module, o
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, scaler: Any, device: torch.device, channels_last: bool = False,
-                    on_step: Callable[[int], Any] | None = None) -> tuple[float, int, float]:
+                    on_step: Callable[[int], Any] | None = None, done: tuple[float, int, float] = (0.0, 0, 0.0),
+                    after_step: Callable[[float, int, float], Any] | None = None) -> tuple[float, int, float]:
     """One pass over ``loader``: a :func:`train_step` per batch. Returns (mean loss, steps, seconds spent
     waiting for the loader), the last being what shows whether the data pipeline keeps up.
-    ``on_step(1)`` is called after each step (a progress bar's ``update``)."""
+    ``on_step(1)`` is called after each step (a progress bar's ``update``). Resuming inside an epoch:
+    ``done`` is the (loss sum, steps, wait) of its part already trained, and ``after_step(loss sum,
+    steps, wait)`` is called after each step (where :func:`train` writes mid-epoch checkpoints)."""
     model.train()
-    loss_sum, steps, wait = 0.0, 0, 0.0
+    loss_sum, steps, wait = done
     batches = iter(loader)
     while True:
         t0 = time.perf_counter()
@@ -136,6 +139,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
         steps += 1
         if on_step is not None:
             on_step(1)
+        if after_step is not None:
+            after_step(loss_sum, steps, wait)
     return loss_sum / max(steps, 1), steps, wait
 
 
@@ -173,6 +178,7 @@ def train(
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     stop_after: int | None = None,
+    save_every: int | None = None,
     channels_last: bool = True,
     threads: int | None = None,
     progress: bool | None = None,
@@ -195,7 +201,12 @@ def train(
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
       from one (same config; the model size, face fraction and loss weights come from the checkpoint,
       the shuffling from the epoch number, the RNG states are restored); ``stop_after``: stop after
-      that many epochs in total (to simulate an interruption). The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars
+      that many epochs in total (to simulate an interruption). Inside an epoch (:mod:`helpers.resume`):
+      ``save_every=N`` also writes one every N steps, and a SIGTERM or Ctrl-C writes one after the
+      current step, then raises :class:`helpers.resume.Interrupted`; resuming from such a checkpoint
+      continues with the next batch (the sampler skips the epoch's samples already trained on) and
+      gives the weights of an uninterrupted run, bit for bit (with the same ``threads``). A checkpoint
+      of another configuration or training set is refused, naming what differs. The per-epoch log goes to ``log`` (``None``: silent); ``progress``: tqdm bars
       (default: on, unless ``FACES_PROGRESS=0``, which ``make run/test/refresh`` set).
     - CPU threads: on a CPU, torch's intra-op threads for the epoch loop are ``threads``, by default
       the cores the DataLoader workers leave (:func:`threads_beside_workers`), and are restored after.
@@ -206,18 +217,20 @@ def train(
     from tqdm.auto import tqdm
 
     from .notebook import progress_bars
+    from .resume import Interrupted, StopRequests, data_fingerprint, refuse_mismatch, skip_done
     from .setup_env import pick_device
 
     if threads is not None and threads < 1:
         raise ValueError(f"threads={threads}: need at least 1 (None: threads_beside_workers)")
+    if save_every is not None and save_every < 1:
+        raise ValueError(f"save_every={save_every}: need at least 1 step (None: after every epoch only)")
     progress = progress_bars() if progress is None else progress
     device = torch.device(device or pick_device())
     state = None
     if resume_from is not None:
         state = load_checkpoint(resume_from, map_location=device)
-        saved = config_from_dict(state["config"])
-        if saved != config:
-            raise ValueError(f"{resume_from}: saved for config {saved}, not {config}; resume with the same config")
+        refuse_mismatch(resume_from, state["config"], config.as_dict(), "configuration",
+                        "resume with the same configuration, or start afresh without resuming")
         model_kwargs = state.get("model_kwargs", model_kwargs)
         face_fraction = state.get("face_fraction", face_fraction)
         dice_weight = state.get("dice_weight", dice_weight)
@@ -227,6 +240,10 @@ def train(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     train_loader, val_loader = tuple(loaders if loaders is not None else build_loaders(config, device))[:2]
     check_loaders(train_loader, val_loader)
+    data = data_fingerprint(train_loader.dataset) if hasattr(train_loader, "dataset") else None
+    if state is not None and state.get("data") is not None and data is not None:
+        refuse_mismatch(resume_from, state["data"], data, "training set",
+                        "resume on the same data folder and split, or start afresh without resuming")
     if face_fraction is None:
         face_fraction = face_pixel_fraction(train_loader)
     if pos_weight is None:
@@ -243,7 +260,7 @@ def train(
         optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2)
     amp_on, amp_dtype = amp_settings(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype == torch.float16)
-    history, start = new_history(), 0
+    history, start, resumed_part = new_history(), 0, ((0.0, 0, 0.0), 0.0)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -251,6 +268,9 @@ def train(
         scaler.load_state_dict(state["scaler"])
         history, start = {k: list(v) for k, v in state["history"].items()}, state["epoch"]
         restore_rng_state(state["rng"])
+        if state.get("position"):  # a mid-epoch checkpoint: the part of epoch `start` already trained
+            p = state["position"]
+            resumed_part = ((p["loss_sum"], p["steps"], p["wait"]), p["seconds"])
     end = config.epochs if stop_after is None else min(config.epochs, stop_after)
     evaluation = None
     workers = getattr(train_loader, "num_workers", 0)
@@ -262,21 +282,45 @@ def train(
         log(f"device {device} | face pixels {face_fraction:.3f} -> pos_weight {pos_weight:.2f} | "
             f"{steps_per_epoch} steps/epoch | amp {amp_dtype if amp_on else 'off'}"
             + (f" | {threads} torch thread(s) beside {workers} loader worker(s)" if device.type == "cpu" else "")
-            + (f" | resuming after epoch {start}" if start else ""))
-    with torch_threads(threads):  # see threads_beside_workers
+            + (f" | resuming after epoch {start}" if start or resumed_part[0][1] else "")
+            + (f", step {resumed_part[0][1]}/{steps_per_epoch} of epoch {start + 1}" if resumed_part[0][1] else ""))
+
+    def save(epochs_done: int, position: dict | None = None) -> None:
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epochs_done, history,
+                        model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
+                        dice_weight=float(dice_weight), pos_weight=float(pos_weight), data=data, position=position)
+
+    def after_step(loss_sum: float, steps: int, wait: float) -> None:  # mid-epoch checkpoints (helpers.resume)
+        step = epoch * steps_per_epoch + steps
+        if stop.signal is None and not (save_every and step % save_every == 0):
+            return
+        if checkpoint_path is not None:
+            save(epoch, {"epoch": epoch, "steps": steps, "loss_sum": loss_sum, "wait": wait,
+                         "seconds": seconds_before + time.perf_counter() - t_start})
+        if stop.signal is not None:
+            where = f"step {steps}/{steps_per_epoch} of epoch {epoch + 1}"
+            if checkpoint_path is None:
+                raise KeyboardInterrupt(f"{stop.name} at {where}; no checkpoint_path, so nothing was saved")
+            raise Interrupted(f"{stop.name} at {where}: checkpoint {checkpoint_path} written; continue with "
+                              f"train(..., resume_from=...) or python -m helpers.train --resume {checkpoint_path}")
+
+    with torch_threads(threads), StopRequests() as stop:  # see threads_beside_workers; SIGTERM/Ctrl-C: after_step
         for epoch in range(start, end):
             _reseed_loader(train_loader, config.seed + epoch)
             set_epoch = getattr(getattr(train_loader, "dataset", None), "set_epoch", None)
             if set_epoch is not None:  # SeededAugment: this epoch's random draws (see build_loaders' augment)
                 set_epoch(epoch)
+            done, seconds_before = resumed_part if epoch == start else ((0.0, 0, 0.0), 0.0)
             t_start = time.perf_counter()
             # mininterval: a few refreshes per epoch, so a notebook's output (and nbval, which reads it only
             # after the cell ends and loses messages past ZMQ's high-water mark) is not flooded.
-            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                      leave=False, mininterval=2.0) as bar:
-                epoch_loss, n, wait = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, scaler,
-                                                      device, channels_last, on_step=bar.update)
-            seconds = time.perf_counter() - t_start
+            with tqdm(total=steps_per_epoch, initial=done[1], desc=f"epoch {epoch + 1}/{config.epochs}",
+                      disable=not progress, leave=False, mininterval=2.0) as bar:
+                # skip_done: a resumed epoch goes on from the next batch; its sampler skips what was done
+                epoch_loss, n, wait = train_one_epoch(model, skip_done(train_loader, done[1]), loss_fn, optimizer,
+                                                      scheduler, scaler, device, channels_last, on_step=bar.update,
+                                                      done=done, after_step=after_step)
+            seconds = seconds_before + time.perf_counter() - t_start
             t_val = time.perf_counter()
             evaluation = evaluate(model, val_loader, device, loss_fn=loss_fn, channels_last=channels_last)
             val_seconds = time.perf_counter() - t_val
@@ -292,9 +336,7 @@ def train(
                     f"Dice {c.dice:.3f}  P {c.precision:.3f}  R {c.recall:.3f}  "
                     f"{seconds:.1f}s (+{val_seconds:.1f}s val)  waiting {row['wait_fraction']:.1%}")
             if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler, config, epoch + 1, history,
-                                model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
-                                dice_weight=float(dice_weight), pos_weight=float(pos_weight))
+                save(epoch + 1)
     model.eval()
     return TrainResult(model, history, evaluation, float(face_fraction), str(device))
 
@@ -307,10 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     the colour baseline's bins on validation, report the VALIDATION figures of both, then score both
     ONCE on the test split (:func:`helpers.evaluation.final_test`): IoU/Dice/precision/recall, box recall, face-level
     precision/recall and false faces (on distractors apart), the time and the waiting fraction.
-    Writes the checkpoint under ``outputs/checkpoints/`` (``--checkpoint``)."""
+    Writes the checkpoint under ``outputs/checkpoints/`` (``--checkpoint``), also every ``--save-every``
+    steps and on SIGTERM / Ctrl-C; ``--resume CHECKPOINT`` continues an interrupted run from its next batch."""
     import argparse
+    import sys
 
     from . import baseline
+    from .resume import CheckpointMismatch, Interrupted
     from .project import OUTPUTS, relative, write_json
     from .runconfig import pick_config
     from .setup_env import describe_device, pick_device
@@ -326,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="where to write the checkpoint (default outputs/checkpoints/faces-<config>-benchmark.pt, "
                         "apart from the notebook's)")
+    p.add_argument("--save-every", type=int, default=None, metavar="STEPS",
+                   help="also write the checkpoint every STEPS training steps, inside epochs (SIGTERM and Ctrl-C "
+                        "write one too)")
+    p.add_argument("--resume", type=Path, default=None, metavar="CHECKPOINT",
+                   help="continue the run that wrote CHECKPOINT from its next batch (same --config); "
+                        "the checkpoint is written there again unless --checkpoint says otherwise")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     args = p.parse_args(argv)
@@ -335,11 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     config = pick_config(args.config, device=device, **overrides)
     print(f"{config.name}: {config} on {describe_device(device)}")
     ensure_dataset(config.data_dir, config.n_images, seed=config.data_seed, progress=not args.no_progress)
-    checkpoint = args.checkpoint or OUTPUTS / "checkpoints" / f"faces-{config.name}-benchmark.pt"
+    checkpoint = args.checkpoint or args.resume or OUTPUTS / "checkpoints" / f"faces-{config.name}-benchmark.pt"
     loaders = build_loaders(config, device, keep_test_boxes=True)
     t0 = time.perf_counter()
-    result = train(config, loaders=loaders, device=device, checkpoint_path=checkpoint,
-                   progress=False if args.no_progress else None)
+    try:
+        result = train(config, loaders=loaders, device=device, checkpoint_path=checkpoint, resume_from=args.resume,
+                       save_every=args.save_every, progress=False if args.no_progress else None)
+    except Interrupted as stopped:  # SIGTERM / Ctrl-C: the checkpoint is written, the message says how to go on
+        print(stopped, file=sys.stderr)
+        return 130
+    except CheckpointMismatch as refused:  # a checkpoint of another run: the message says what differs
+        print(f"python -m helpers.train: {refused}", file=sys.stderr)
+        return 2
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     colour, bin_scores = baseline.fit_select(loaders.train, loaders.val)
