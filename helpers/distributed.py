@@ -25,6 +25,15 @@ from validation, the test split is read once, at the end). The split is the one 
 Only rank 0 prints and writes the checkpoint, in :func:`helpers.checkpoints.save_checkpoint`'s format,
 so :func:`helpers.checkpoints.load_model` reads it. The process group is destroyed on exit and on error.
 
+Resuming inside an epoch (the folder path, :mod:`helpers.resume`): ``--save-every N`` writes the
+checkpoint every N steps too, and SIGTERM or Ctrl-C on any rank one after the current step (the ranks
+agree on it with an ``all_reduce`` after every step). The checkpoint holds every rank's own part
+(RNG states, loss sum, the names trained on so far), gathered by rank 0. ``--resume CKPT`` continues
+from the next batch: the step count is the same on every rank, and each rank's
+``ResumableDistributedSampler`` skips its own part of what was done, so over all ranks each sample is
+still seen once in the interrupted epoch. A checkpoint of another configuration, training set or world
+size is refused, naming what differs.
+
 Notebooks: 07 teaches it.
 """
 from __future__ import annotations
@@ -76,8 +85,10 @@ def map_style_loader(dataset, batch_size: int, rank: int, world_size: int, seed:
     """The folder path: a ``DistributedSampler`` (shuffled by seed and epoch; padded unless ``drop_last``)."""
     from .loader import seed_worker
 
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                 drop_last=drop_last)
+    from .resume import ResumableDistributedSampler
+
+    sampler = ResumableDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                          drop_last=drop_last)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, worker_init_fn=seed_worker, persistent_workers=num_workers > 0,
                       generator=torch.Generator().manual_seed(seed))
@@ -106,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--face-fraction", type=float, default=None,
                    help="share of face pixels, for the loss weight (default: measured in one pass over the data)")
     p.add_argument("--log-every", type=int, default=0, help="print rank 0's loss every N steps (0: per epoch only)")
+    p.add_argument("--save-every", type=int, default=None, metavar="STEPS",
+                   help="also write the checkpoint every STEPS steps, inside epochs (SIGTERM and Ctrl-C write one too)")
+    p.add_argument("--resume", type=Path, default=None, metavar="CHECKPOINT",
+                   help="continue the run that wrote CHECKPOINT from its next batch (same arguments and world size)")
+    p.add_argument("--stop-after-steps", type=int, default=None, metavar="K",
+                   help="rehearse an interruption: write the checkpoint after step K and stop (resume with --resume)")
     return p
 
 
@@ -115,7 +132,8 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     from .dataset import FaceDataset
     from .runconfig import RunConfig
     from .shards import batches_per_rank, make_shard_loader, read_index, samples_per_rank, shard_paths
-    from .checkpoints import save_checkpoint
+    from .checkpoints import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+    from .resume import Interrupted, StopRequests, data_fingerprint, refuse_mismatch, skip_done
     from .loss import FaceLoss, face_pixel_fraction, positive_weight
     from .model import MODEL_DEFAULTS, build_model
     from .on_device import amp_settings
@@ -154,6 +172,21 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
                        batch_size=args.batch_size, lr=args.lr, num_workers=args.num_workers, seed=args.seed,
                        val_fraction=args.val_fraction)
 
+    state, data = None, data_fingerprint(train_set) if args.shards is None else None
+    if args.resume is not None or args.save_every or args.stop_after_steps:
+        if args.shards is not None:
+            raise ValueError("--resume, --save-every and --stop-after-steps are for the folder path; with --shards "
+                             "a run resumes only from its start")
+    if args.resume is not None:
+        state = load_checkpoint(args.resume)
+        refuse_mismatch(args.resume, state["config"], config.as_dict(), "configuration",
+                        "resume with the same arguments (--epochs, --steps, --batch-size, --lr, --seed, ...)")
+        refuse_mismatch(args.resume, {"world_size": state.get("world_size")}, {"world_size": world}, "world size",
+                        f"resume with torchrun --nproc_per_node={state.get('world_size')}: each rank's position "
+                        "is its share of the epoch")
+        refuse_mismatch(args.resume, state.get("data") or {}, data, "training set",
+                        "resume with the same --data, --test-fraction and --val-fraction")
+
     # validation and test, each cut into disjoint parts without padding: every image is scored exactly once
     val_loader = _part_loader(lists.files_val, lists.labels_val, size, args, rank, world)
     test_loader = _part_loader(lists.files_test, lists.labels_test, size, args, rank, world)
@@ -162,7 +195,9 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         loader.sampler.set_epoch(0)
     else:
         loader.dataset.set_epoch(0)
-    if args.face_fraction is None:
+    if state is not None:
+        face_fraction = state["face_fraction"]
+    elif args.face_fraction is None:
         frac_here = face_pixel_fraction(loader)  # one pass over this rank's part; all images have one size
         n_here = len(loader.sampler) if args.shards is None else samples_per_rank(counts, world, workers, args.seed)[rank]
         face_sum, n_sum = all_reduce_sum([frac_here * n_here, n_here], device)
@@ -174,25 +209,49 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
                                                           ("levels", args.levels)) if v is not None}}
     torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(**model_kwargs).to(device, memory_format=torch.channels_last)
+    if state is not None:
+        model.load_state_dict(state["model"])  # before DDP, which broadcasts rank 0's weights
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = FaceLoss(positive_weight(face_fraction)).to(device)
     optimizer, scheduler = build_optimizer(ddp, config, total_steps)
     amp_on, amp_dtype = amp_settings(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype == torch.float16)
+    history, start, mine = new_history(), 0, {"loss_sum": 0.0, "steps": 0, "wait": 0.0, "names": []}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, start = {k: list(v) for k, v in state["history"].items()}, state["epoch"]
+        own = state["ranks"][rank]  # this rank's own part: its RNG states, and where it was in the epoch
+        restore_rng_state(own["rng"])
+        if state.get("position"):
+            mine = {k: own[k] for k in mine}
+
+    def save(epochs_done: int, part: dict | None = None) -> None:  # every rank calls it; rank 0 writes
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, {"rng": rng_state(), **(part or {})})
+        if rank == 0:
+            save_checkpoint(args.checkpoint, model, optimizer, scheduler, scaler, config, epochs_done, history,
+                            model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
+                            dice_weight=float(loss_fn.dice_weight), world_size=world, data=data, ranks=parts,
+                            position={"epoch": epochs_done, "steps": part["steps"]} if part else None)
     say(f"world {world} x {dist.get_backend()} on {device.type} | {source} | {steps_per_epoch} steps/epoch, "
         f"{total_steps} in total | face pixels {face_fraction:.3f}")
 
-    history, step = new_history(), 0
-    for epoch in range(epochs):
+    if mine["steps"]:
+        say(f"resuming at step {mine['steps']}/{steps_per_epoch} of epoch {start + 1}")
+    step = start * steps_per_epoch + mine["steps"]
+    stop = StopRequests().__enter__()  # SIGTERM / Ctrl-C: stop after the current step, on every rank
+    for epoch in range(start, epochs):
         if args.shards is None:
             loader.sampler.set_epoch(epoch)  # without it every epoch repeats epoch 0's order
         else:
             loader.dataset.set_epoch(epoch)
         ddp.train()
-        loss_sum, n, wait = 0.0, 0, 0.0
-        names: list[str] = []
+        loss_sum, n, wait, names = mine["loss_sum"], mine["steps"], mine["wait"], list(mine["names"])
+        mine = {"loss_sum": 0.0, "steps": 0, "wait": 0.0, "names": []}
         t_start = time.perf_counter()
-        it = iter(loader)
+        it = iter(skip_done(loader, n))  # a resumed epoch: this rank's sampler skips its part of what was done
         while n < steps_per_epoch and step < total_steps:
             t0 = time.perf_counter()
             batch = next(it)
@@ -202,6 +261,20 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
             loss_sum, n, step = loss_sum + loss, n + 1, step + 1
             if args.log_every and step % args.log_every == 0:
                 say(f"  step {step:>3}  rank-0 loss {loss:.4f}")
+            signalled = all_reduce_sum([stop.signal is not None], device)[0] > 0  # the ranks stop together
+            if signalled or step == args.stop_after_steps or (args.save_every and step % args.save_every == 0):
+                save(epoch, {"loss_sum": loss_sum, "steps": n, "wait": wait, "names": names})
+                where = f"step {n}/{steps_per_epoch} of epoch {epoch + 1} (step {step})"
+                say(f"  checkpoint at {where}")
+                if signalled or step == args.stop_after_steps:
+                    stop.__exit__()
+                    dist.barrier()
+                    message = (f"stopped at {where}: {'signal' if signalled else '--stop-after-steps'}; continue "
+                               f"with --resume {relative(args.checkpoint)}")
+                    if signalled:
+                        raise Interrupted(message)
+                    say(message)
+                    return {"history": history, "steps": step, "test": None}
         del it
         seconds = time.perf_counter() - t_start
         t_val = time.perf_counter()
@@ -219,10 +292,8 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
         seen = seen_report(names, n_train)
         say(f"  trained on {seen['distinct']} of {n_train} images, {seen['repeats']} repeated, "
             f"{seen['not_seen']} not seen this epoch")
-        if rank == 0:
-            save_checkpoint(args.checkpoint, model, optimizer, scheduler, scaler, config, epoch + 1, history,
-                            model_kwargs=dict(model_kwargs), face_fraction=float(face_fraction),
-                            dice_weight=float(loss_fn.dice_weight), world_size=world)
+        save(epoch + 1)
+    stop.__exit__()
     # the test split, once, after the last epoch: nothing above read it
     t, _ = evaluate_parts(model, test_loader, loss_fn, device)
     say(f"test split, scored once after the last epoch: IoU {t.iou:.3f}  Dice {t.dice:.3f}  P {t.precision:.3f}  "
@@ -277,9 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if "RANK" not in os.environ:
         _parser().error("start it with torchrun: torchrun --nproc_per_node=2 -m helpers.distributed ...")
+    from .resume import Interrupted
+
     setup()
     try:
         train_distributed(args)
+    except Interrupted as stopped:  # SIGTERM / Ctrl-C: the checkpoint is written; the message says how to go on
+        if dist.get_rank() == 0:
+            print(stopped, file=sys.stderr)
+        return 130
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -296,6 +373,30 @@ def torchrun_command(script_args: Sequence[str], nproc: int = 2) -> list[str]:
             "-m", "helpers.distributed", *map(str, script_args)]
 
 
+def kill_launch(pid: int) -> None:
+    """SIGKILL a launch started with ``start_new_session=True``: its process group, and the group of each
+    of its children (torchrun starts every rank in a session of its own, with the rank's loader workers),
+    so nothing is left running (Linux: the children are read from ``/proc``)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    own = os.getpgid(0)
+    for child in children:
+        try:
+            group = os.getpgid(child)
+            if group != own:
+                os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_torchrun(script_args: Sequence[str], nproc: int = 2, timeout: float = 120,
                  retries: int = 1) -> subprocess.CompletedProcess:
     """Run :func:`torchrun_command` from the repository root and return its output; the whole process
@@ -308,12 +409,12 @@ def run_torchrun(script_args: Sequence[str], nproc: int = 2, timeout: float = 12
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_launch(proc.pid)
             out, _ = proc.communicate()
             raise TimeoutError(f"torchrun did not finish in {timeout:.0f} s; output:\n{out}") from None
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_launch(proc.pid)
                 proc.wait()
         result = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
         if proc.returncode == 0 or "Address already in use" not in out or attempt == retries:

@@ -13,7 +13,7 @@ import torch
 
 from helpers.datafiles import read_file_lists
 from helpers.dataset import FaceDataset
-from helpers.distributed import run_torchrun
+from helpers.distributed import kill_launch, run_torchrun
 from helpers.loader import make_loader
 from helpers.project import DATA_SAMPLE
 from helpers.runconfig import RunConfig
@@ -148,3 +148,73 @@ def test_train_step_trains_exactly_as_train_does():
         train_step(model, batch, loss_fn, optimizer, scheduler, scaler, torch.device("cpu"), channels_last=True)
     for (k, a), b in zip(reference.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# A 2-process run killed with SIGKILL in the middle of an epoch, then resumed (helpers.resume). The
+# launched script is helpers.distributed itself; once rank 0 has written the checkpoint at (epoch,
+# step) it says so and waits, and the test kills the whole process group (torchrun and both ranks).
+KILLED = """
+import sys, time
+from pathlib import Path
+import helpers.checkpoints as C
+from helpers import distributed
+
+real = C.save_checkpoint
+
+def save_then_wait(path, *args, position=None, **kwargs):
+    real(path, *args, position=position, **kwargs)
+    if position and (position["epoch"], position["steps"]) == (1, 1):
+        Path(str(path) + ".ready").write_text("")
+        time.sleep(600)
+
+C.save_checkpoint = save_then_wait
+sys.exit(distributed.main(sys.argv[1:]))
+"""
+
+
+def _kill_mid_epoch(tmp_path, checkpoint) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers.project import ROOT
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    ready = checkpoint.with_name(checkpoint.name + ".ready")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           *_args(checkpoint, "--num-workers", "2", "--save-every", "4")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.communicate(timeout=30)[0][-4000:] if proc.poll() is not None else "timed out"
+    finally:
+        if proc.poll() is None:
+            kill_launch(proc.pid)  # torchrun and both ranks (each in its own session), with their workers
+        proc.communicate(timeout=30)
+
+
+def test_two_processes_killed_mid_epoch_resume_to_the_same_weights_each_image_once(first_run, tmp_path):
+    reference, _ = first_run
+    checkpoint = tmp_path / "killed.pt"
+    _kill_mid_epoch(tmp_path, checkpoint)  # 3 steps per epoch: killed after step 4, 1 step into epoch 2
+    state = load_checkpoint(checkpoint)
+    assert state["epoch"] == 1 and state["position"] == {"epoch": 1, "steps": 1}
+    assert [len(part["names"]) for part in state["ranks"]] == [8, 8]  # each rank's own first batch
+    refused = run_torchrun(_args(checkpoint, "--num-workers", "2", "--resume", str(checkpoint)), nproc=1,
+                           timeout=TIMEOUT)
+    assert refused.returncode != 0
+    assert ("another world size (world_size: checkpoint 2, this run 1); resume with torchrun "
+            "--nproc_per_node=2") in refused.stdout, refused.stdout[-3000:]
+    out = _launch(_args(checkpoint, "--num-workers", "2", "--resume", str(checkpoint)))
+    assert "resuming at step 1/3 of epoch 2" in out
+    n_train = len(_lists().files_train)
+    assert _seen(out) == [(n_train, n_train, 0, 0)] * 2, out  # the interrupted epoch (2) and the last
+    a, b = load_checkpoint(reference)["model"], load_checkpoint(checkpoint)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
