@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["project", "setup_env", "runconfig", "errors", "synth", "datafiles", "convert", "storage", "dataset",
             "transforms", "loader", "collate", "data_path", "model", "on_device", "loss", "metrics", "evaluation",
             "checkpoints", "inference", "baseline", "train", "shards", "distributed", "real_photo", "plotting",
-            "notebook", "sample"]
+            "notebook", "sample", "resume"]
 
 
 def test_every_helper_module_is_listed_as_pipeline_or_lab():
@@ -38,7 +38,7 @@ from helpers.runconfig import CONFIGS
 from helpers.data_path import build_loaders
 from helpers.evaluation import final_test
 from helpers.train import train
-synth.generate({str(tmp_path)!r}, 24, seed=0, size=(64, 48), workers=1, progress=False)
+synth.generate({str(tmp_path)!r}, 24, seed=0, size=(48, 64), workers=1, progress=False)
 config = replace(CONFIGS["quick"], data_folder={str(tmp_path)!r}, image_size=(24, 32), epochs=1, num_workers=0,
                  test_fraction=0.3, val_fraction=0.3)
 loaders = build_loaders(config, "cpu", keep_test_boxes=True)
