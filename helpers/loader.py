@@ -6,7 +6,7 @@ recipe) re-seeds the global RNGs per worker, which makes a run repeatable only f
 workers (and, with no workers, only if the main process seeds NumPy itself). ``SeededAugment`` goes further: each sample's RNG is derived from (seed, epoch, index), so a
 sample is transformed the same way whichever worker loads it, with 0, 2 or 8 workers.
 
-Notebooks: 04 teaches it.
+Notebooks: 04 teaches it; 01 uses it.
 """
 from __future__ import annotations
 
@@ -373,3 +373,58 @@ __all__ = [
     "sample_rng",
     "seed_worker",
 ]
+
+
+# --- Start methods: the platform's own, with a preloaded forkserver ---------------------------------
+# (at the end of the module, so that the line numbers notebooks show for the functions above stay true)
+
+#: What a ``forkserver`` may import once, before it forks any worker (those of them this process has
+#: imported, torch always): each worker then starts with them imported, on pages it shares with the
+#: server, instead of importing torch afresh (about 380 MiB of a CUDA build's torch per process).
+FORKSERVER_PRELOAD = ("torch", "numpy", "PIL.Image", "torchvision.transforms.v2", "helpers.storage",
+                      "helpers.dataset", "helpers.transforms", "helpers.collate", "helpers.loader")
+
+
+def forkserver_preload() -> list[str]:
+    """The modules :func:`worker_context` asks a forkserver to import: torch, and those of
+    :data:`FORKSERVER_PRELOAD` that this process has imported (what a forked worker would inherit;
+    a process that never imported torchvision does not make its server pay for it)."""
+    import sys
+
+    return [m for m in FORKSERVER_PRELOAD if m == "torch" or m in sys.modules]
+
+
+def worker_context(start_method: str | None = None) -> Any:
+    """The multiprocessing context DataLoader workers start from: ``start_method`` (``'fork'``,
+    ``'forkserver'``, ``'spawn'``), default the platform's own (``multiprocessing.get_start_method()``:
+    ``fork`` on Linux up to Python 3.13, ``forkserver`` from 3.14, ``spawn`` on macOS and Windows).
+
+    The start method stays the platform's own, deliberately: ``fork`` is unsafe once the main process
+    runs threads or CUDA (why Python 3.14 left it), and with the index in shared memory and the server
+    preloaded the loader is flat under each. :func:`make_loader` passes no context, so its workers start
+    the platform's way, from a server preloaded when this module was imported (:func:`_preload_forkserver`).
+    Under ``forkserver`` it asks the server to import :func:`forkserver_preload` first (effective
+    when this process starts its server, i.e. the first forkserver loader), so a worker costs its own
+    pages only, not a fresh import of torch. The index is held once under all three when it is kept
+    as ``PathArray``/``BoxArray(shared=True)`` (``helpers.storage``); lists and plain arrays are
+    copied into every ``forkserver`` or ``spawn`` worker.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context(start_method)
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(forkserver_preload())
+    return ctx
+
+
+def _preload_forkserver() -> None:
+    """On import: every forkserver this process starts imports :data:`FORKSERVER_PRELOAD` first (the
+    whole data path: a DataLoader over it needs them all), so a ``make_loader`` left to Python 3.14's
+    default start method forks its workers from a server that imported torch once."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        multiprocessing.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+
+
+_preload_forkserver()

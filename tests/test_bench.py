@@ -95,14 +95,20 @@ def test_tiny_run_memory_rows_and_report(tiny, capsys):
     result, path = tiny
     rows = result["memory"]
     entries = result["config"]["memory_entries"]
-    assert {(r["entries"], r["storage"]) for r in rows} == {(n, s) for n in entries for s in ("list", "array")}
+    storages = ("list", "array", "shared")
+    assert {(r["entries"], r["storage"]) for r in rows} == {(n, s) for n in entries for s in storages}
     for r in rows:
         assert r["total_pss_mb"] > 0 and r["peak_total_pss_mb"] >= r["total_pss_mb"] * 0.99
         assert r["jpeg_bytes_read"] > 0 and len(r["worker_pss_mb"]) == 2 and r["num_workers"] == 2
         assert 0.5 < r["ratio_to_1k"] < 2 and r["train_entries"] < r["entries"]
-        assert r["built_by"] == ("build_loaders" if r["storage"] == "array" else "build_loaders-style")
-    assert [r["ratio_to_1k"] for r in rows if r["entries"] == min(entries)] == [1.0, 1.0]
-    assert result["index_memory"]["list"]["index_mb"] > result["index_memory"]["array"]["index_mb"]
+        assert r["built_by"] == ("build_loaders" if r["storage"] == "shared" else "build_loaders-style")
+        assert r["start_method"] == bench.default_start_method()
+    assert [r["ratio_to_1k"] for r in rows if r["entries"] == min(entries)] == [1.0, 1.0, 1.0]
+    index = result["index_memory"]
+    big = {r["kind"]: r for r in index["rows"] if r["n_entries"] == max(result["config"]["index_entries"])}
+    assert big["list"]["index_mb"] > big["array"]["index_mb"] == big["shared"]["index_mb"]
+    assert {(s["start_method"], s["kind"]) for s in index["summary"]} == {(bench.default_start_method(), k)
+                                                                          for k in storages}
     assert bench.main(["report", "--json", str(path)]) == 0
     text = capsys.readouterr().out
     assert result["machine"]["cpu_model"] in text and "python -m helpers.lab.bench all --tiny" in text

@@ -84,9 +84,27 @@ def test_two_workers_give_the_same_batches(reference_epochs, persistent):
     assert_same_batch(epochs, reference_epochs, "epochs")
 
 
-def test_one_spawned_worker_gives_the_same_batches(reference_epochs):
-    epochs = _epochs(num_workers=1, multiprocessing_context="spawn")
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_one_worker_started_by_spawn_or_forkserver_gives_the_same_batches(reference_epochs, start_method):
+    # spawn: macOS and Windows; forkserver: Linux from Python 3.14 (rehearsed here on today's Python)
+    epochs = _epochs(num_workers=1, multiprocessing_context=start_method)
     assert_same_batch(epochs, reference_epochs, "epochs")
+
+
+def test_make_loader_starts_workers_the_platform_way_and_preloads_a_forkserver():
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from helpers.loader import FORKSERVER_PRELOAD, forkserver_preload, worker_context
+
+    loader = make_loader(PatternDataset(), 4, shuffle=False, seed=0, num_workers=2)
+    assert loader.multiprocessing_context is None  # the platform's start method, deliberately
+    assert worker_context().get_start_method() == multiprocessing.get_start_method()
+    assert forkserver._forkserver._preload_modules == list(FORKSERVER_PRELOAD)  # set on import
+    assert worker_context("forkserver").get_start_method() == "forkserver"
+    preload = forkserver._forkserver._preload_modules
+    assert preload == forkserver_preload() and "torch" in preload and "helpers.loader" in preload
+    assert set(preload) <= set(FORKSERVER_PRELOAD)
 
 
 def test_one_generator_for_shuffle_and_workers_breaks_with_persistent_workers():

@@ -97,7 +97,7 @@ def test_box_array_accepts_arrays_and_rejects_bad_shapes():
 
 def test_pickles_are_small():
     files, labels = synthetic_index(2000)
-    paths, boxes = PathArray(files), BoxArray(labels)
+    paths, boxes = PathArray(files, shared=False), BoxArray(labels, shared=False)
     # The pickle is the raw buffers plus a little framing, far below the lists' pickles.
     assert len(pickle.dumps(paths)) < paths.nbytes + 500
     assert len(pickle.dumps(boxes)) < boxes.nbytes + 500
@@ -158,3 +158,28 @@ def test_face_dataset_accepts_the_arrays(tmp_path):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["boxes"], b["boxes"])
         assert b["boxes"].dtype == np.float32 and b["boxes"].shape == (len(labels[i]), 4)
+
+
+def test_shared_arrays_hold_the_same_index_and_pass_by_handle():
+    # shared=True (the default, what build_loaders uses): the same entries, in shared memory, read-only; torch's
+    # multiprocessing pickler (what forkserver and spawn workers receive) sends a handle, not the bytes.
+    from multiprocessing.reduction import ForkingPickler
+
+    files, labels = synthetic_index(20_000, seed=3)
+    plain, shared = (PathArray(files, shared=False), BoxArray(labels, shared=False)), (PathArray(files), BoxArray(labels))
+    for a, b in zip(plain, shared):
+        assert not a.shared and b.shared and a.nbytes == b.nbytes and len(a) == len(b)
+        assert "shared memory" in repr(b) and "shared memory" not in repr(a)
+        assert len(ForkingPickler.dumps(a)) > a.nbytes  # copied into every forkserver/spawn worker
+        assert len(ForkingPickler.dumps(b)) < 2000  # a handle: the same pages in every worker
+        again = pickle.loads(pickle.dumps(b))  # plain pickle (a file on disk): the bytes themselves
+        assert len(pickle.dumps(b)) > b.nbytes and not again.shared
+    assert list(shared[0]) == files and shared[0][-1] == files[-1]
+    assert [b.tolist() for b in shared[1]] == [b.tolist() for b in plain[1]]
+    assert list(pickle.loads(pickle.dumps(shared[0]))) == files
+    with pytest.raises(ValueError, match="read-only"):
+        shared[1]._boxes[0, 0] = 1.0  # no process may write the pages all of them read
+    got = shared[1][1]
+    got *= 2  # a copy, as for plain arrays
+    assert shared[1][1].tolist() == plain[1][1].tolist()
+    assert len(PathArray([], shared=True)) == len(BoxArray([], shared=True)) == 0

@@ -32,8 +32,12 @@ from ..errors import ImageReadError
 from ..project import ROOT, relative
 from ..storage import BoxArray, PathArray
 
-#: Kinds of index :func:`measure_index_memory` can build.
-KINDS = ("list", "array")
+#: Kinds of index :func:`measure_index_memory` can build: Python lists, NumPy arrays (PathArray and
+#: BoxArray) and the same arrays in shared memory (``shared=True``, what ``build_loaders`` uses).
+KINDS = ("list", "array", "shared")
+#: The three start methods of DataLoader workers: Linux's default up to Python 3.13, Linux's default
+#: from 3.14, and macOS's and Windows' default.
+START_METHODS = ("fork", "forkserver", "spawn")
 _RESULT_MARK = "MEMORY-RESULT "
 
 
@@ -65,7 +69,7 @@ def tree_memory(pid: int | None = None) -> dict[int, int]:
     return result
 
 
-def anon_pss_of_tree(pid: int | None = None) -> int | None:
+def anon_pss_of_tree(pid: int | None = None, fields: tuple[str, ...] = ("Pss_Anon",)) -> int | None:
     """PSS in bytes of the *anonymous* pages (heap, stacks: where a Python index lives) of process
     ``pid`` and its children, from ``/proc/<pid>/smaps_rollup`` (``Pss_Anon``, Linux 5.x and later).
 
@@ -77,7 +81,8 @@ def anon_pss_of_tree(pid: int | None = None) -> int | None:
     for proc in [root, *root.children(recursive=True)]:
         try:
             with open(f"/proc/{proc.pid}/smaps_rollup") as f:
-                line = next((ln for ln in f if ln.startswith("Pss_Anon:")), None)
+                found = [ln for ln in f if ln.split(":")[0] in fields]
+            line = found[0] if len(found) == len(fields) else None
         except FileNotFoundError:
             if proc is root:
                 return None
@@ -86,8 +91,15 @@ def anon_pss_of_tree(pid: int | None = None) -> int | None:
             return None
         if line is None:
             return None
-        total += int(line.split()[1]) * 1024
+        total += sum(int(ln.split()[1]) for ln in found) * 1024
     return total
+
+
+def heap_pss_of_tree(pid: int | None = None) -> int | None:
+    """:func:`anon_pss_of_tree` plus shared memory (``Pss_Shmem``: where a ``shared=True`` index lives):
+    every page but the file-backed ones (the shared libraries, whose PSS share moves with every other
+    process that maps them, torch's ~100 MiB among them). None where unavailable."""
+    return anon_pss_of_tree(pid, ("Pss_Anon", "Pss_Shmem"))
 
 
 def pss_of_tree(pid: int | None = None) -> int:
@@ -133,15 +145,15 @@ def _measure_here(
     import torch
     from torch.utils.data import DataLoader
 
-
+    from ..loader import worker_context
     from ..storage import BoxArray, PathArray
 
     files, labels = synthetic_index(n_entries, seed)
     if kind == "list":
         index_bytes = path_list_bytes(files) + label_list_bytes(labels)
         dataset = IndexOnlyDataset(files, labels)
-    elif kind == "array":
-        paths, boxes = PathArray(files), BoxArray(labels)
+    elif kind in ("array", "shared"):
+        paths, boxes = PathArray(files, shared=kind == "shared"), BoxArray(labels, shared=kind == "shared")
         index_bytes = paths.nbytes + boxes.nbytes
         dataset = IndexOnlyDataset(paths, boxes)
     else:
@@ -151,6 +163,7 @@ def _measure_here(
     release_freed_heap()
     single = pss_of_tree()
     single_anon = anon_pss_of_tree()
+    single_heap = heap_pss_of_tree()
 
     loader = DataLoader(
         dataset,
@@ -158,7 +171,8 @@ def _measure_here(
         num_workers=num_workers,
         # Keeps the workers alive after the pass so their memory can be sampled.
         persistent_workers=num_workers > 0,
-        multiprocessing_context=start_method if num_workers > 0 else None,
+        # the context make_loader gives (a forkserver preloads torch and the data path)
+        multiprocessing_context=worker_context(start_method) if num_workers > 0 else None,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
     )
@@ -169,6 +183,7 @@ def _measure_here(
     seconds = time.perf_counter() - start
     per_process = tree_memory()
     total_anon = anon_pss_of_tree()
+    total_heap = heap_pss_of_tree()
     main_pid = os.getpid()
     workers = [p for p in psutil.Process().children(recursive=True) if p.pid in per_process]
     result = {
@@ -184,6 +199,8 @@ def _measure_here(
         "total_bytes": int(sum(per_process.values())),
         "single_anon_bytes": single_anon,
         "total_anon_bytes": total_anon,
+        "single_heap_bytes": single_heap,
+        "total_heap_bytes": total_heap,
         "main_bytes": int(per_process[main_pid]),
         "worker_bytes": [int(v) for p, v in per_process.items() if p != main_pid],
         # Pages that only that worker holds (USS): what it has copied or allocated itself.
@@ -205,16 +222,21 @@ def measure_index_memory(
     timeout: float | None = 600,
     shuffle: bool = False,
 ) -> dict[str, Any]:
-    """Measure the memory of an index of ``n_entries`` kept as ``kind`` (``'list'`` or ``'array'``).
+    """Measure the memory of an index of ``n_entries`` kept as ``kind`` (:data:`KINDS`: ``'list'``,
+    ``'array'`` or ``'shared'``, arrays in shared memory).
 
     Runs in a FRESH Python process (``python -m helpers.lab.memory``), so one measurement cannot leave
     memory behind for the next. That process builds :func:`helpers.storage.synthetic_index`, samples
     its own PSS (``single_bytes``: the single-process baseline), then iterates once over an index-only
     Dataset through a DataLoader with ``num_workers`` workers started by ``start_method`` (default
-    :func:`default_start_method`, ``fork`` on Linux) and persistent, and samples the PSS of main +
-    workers while they are still alive (``total_bytes``; ``main_bytes`` and ``worker_bytes`` split it).
+    :func:`default_start_method`, ``fork`` on Linux; a forkserver preloaded as
+    :func:`helpers.loader.worker_context` does) and persistent, and samples the PSS of main +
+    workers while they are still alive (``total_bytes``; ``main_bytes`` and ``worker_bytes`` split it;
+    under forkserver and spawn the tree also holds the forkserver and multiprocessing's resource
+    tracker, which ``worker_bytes`` counts too: what the start method costs).
     ``single_anon_bytes``/``total_anon_bytes`` are the same two samples counting anonymous pages only
-    (:func:`anon_pss_of_tree`; None off Linux). Also returned: ``index_bytes`` (the ``sys.getsizeof``
+    (:func:`anon_pss_of_tree`; None off Linux), ``single_heap_bytes``/``total_heap_bytes`` the same
+    with shared memory added (:func:`heap_pss_of_tree`). Also returned: ``index_bytes`` (the ``sys.getsizeof``
     sum for lists, the buffer sizes for arrays), ``metric`` (``pss``/``uss``), ``worker_private_bytes``
     (each worker's USS: what it copied or allocated itself), ``pass_seconds`` and a ``checksum`` of
     the items (equal for both kinds). ``shuffle=True`` visits the entries in a random order (seeded
@@ -248,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start-method", default=None)
+    parser.add_argument("--start-method", default=None, choices=START_METHODS)
     parser.add_argument("--shuffle", action="store_true", help="visit the entries in a random order")
     args = parser.parse_args(argv)
     result = _measure_here(
