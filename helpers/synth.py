@@ -31,7 +31,9 @@ written last, atomically, so a folder from an interrupted run is never taken as 
 are exactly those of earlier versions, so :data:`GENERATOR_VERSION` did not change, and
 :func:`ensure_dataset` adds ``distractors.json`` to an older folder without redrawing its images.
 
-Command line: ``python -m helpers.synth --out DIR --n N --seed S [--size W H] [--workers K] [--quality Q]``.
+Sizes are (height, width), as everywhere in this collection (torch's shapes, ``RunConfig.image_size``).
+
+Command line: ``python -m helpers.synth --out DIR --n N --seed S [--size H W] [--workers K] [--quality Q]``.
 
 Notebooks: 00 teaches it; 05, 08 use it.
 """
@@ -55,8 +57,8 @@ from .datafiles import BBOX_FILE  # the one definition of the labels file name
 
 #: Bump whenever a change to the drawing code changes the output; ensure_dataset then regenerates.
 GENERATOR_VERSION = 1
-#: (width, height) of the generated scenes, PIL order.
-DEFAULT_SIZE = (640, 480)
+#: (height, width) of the generated scenes.
+DEFAULT_SIZE = (480, 640)
 #: JPEG quality: ~50 kB per 480x640 scene (the 64-image data_sample/ is ~3.3 MB).
 DEFAULT_QUALITY = 88
 META_FILE = "synth.json"
@@ -595,7 +597,7 @@ def render_scene(seed: int, index: int, size: tuple[int, int] = DEFAULT_SIZE,
     A pure function of ``(seed, index, size)``: this is what :func:`generate` writes as
     ``image_{index:06d}.jpg``, before JPEG compression.
     """
-    width, height = _check_size(size)
+    height, width = _check_size(size)
     rng = np.random.default_rng([_check_int("seed", seed, 0), _check_int("index", index, 1)])
     img = _background(rng, width, height)
     draw = ImageDraw.Draw(img)
@@ -639,11 +641,12 @@ def _check_int(what: str, value, minimum: int, maximum: int | None = None) -> in
 
 
 def _check_size(size) -> tuple[int, int]:
+    """``size`` as ``(height, width)`` ints, each at least 16."""
     try:
-        width, height = size
+        height, width = size
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
-    return _check_int("size width", width, 16), _check_int("size height", height, 16)
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    return _check_int("size height", height, 16), _check_int("size width", width, 16)
 
 
 def _render_task(task: tuple) -> tuple[str, list[Box], list[Box]]:
@@ -705,7 +708,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: tuple[int, int] =
              workers: int | None = None, progress: bool = True, quality: int = DEFAULT_QUALITY) -> Path:
     """Write ``n`` scenes ``image_000001.jpg`` ... and ``bbox.json`` into ``out_dir``; returns bbox.json's path.
 
-    ``size`` is (width, height). ``workers`` processes draw and write the JPEGs in parallel (default
+    ``size`` is (height, width). ``workers`` processes draw and write the JPEGs in parallel (default
     ``os.cpu_count()``; 1 = in this process); only the boxes come back, so memory stays flat for any
     ``n``. Existing ``bbox.json``/``synth.json`` are removed first and images ``image_NNNNNN.jpg`` beyond
     ``n`` are deleted, so the folder always describes exactly this run; other files are left alone.
@@ -804,8 +807,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--n", required=True, type=int, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=list(DEFAULT_SIZE),
-                   help="image width and height (default 640 480)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=list(DEFAULT_SIZE),
+                   help="image height and width (default %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality (default {DEFAULT_QUALITY})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -29,7 +29,7 @@ from helpers.transforms import ConvertGroundTruth, Rescale, default_pipeline, sc
 MAX_MEAN_DIFF = 2.0  # grey levels, mean |draft - reference| over all pixels of the images compared
 
 
-def _scenes(folder, n: int, seed: int = 1, size=(640, 480)):
+def _scenes(folder, n: int, seed: int = 1, size=(480, 640)):
     """``n`` generated scenes (JPEG, as the training data) in ``folder``: (files, labels)."""
     synth.generate(folder, n, seed=seed, size=size, workers=1, progress=False)
     labels = json.loads((folder / "bbox.json").read_text())
@@ -106,9 +106,9 @@ def test_draft_picks_the_smallest_scale_at_least_as_large(scenes, monkeypatch, s
 
 
 def test_size_not_divisible_by_the_scale(tmp_path, monkeypatch):
-    """643x481 at 1/4 decodes to 161x121 pixels covering 160.75x120.25 of them: the resize uses
+    """481x643 (HxW) at 1/4 decodes to 161x121 pixels covering 160.75x120.25 of them: the resize uses
     draft's box, so the picture is not shifted; boxes from the stored size, not the drafted one."""
-    files, labels = _scenes(tmp_path, 3, seed=2, size=(643, 481))
+    files, labels = _scenes(tmp_path, 3, seed=2, size=(481, 643))
     seen = _record_drafts(monkeypatch)
     refs, fasts = _compare(files, labels, (120, 160))
     assert seen[0][1:] == ((161, 121), (0, 0, 643 / 4, 481 / 4))
@@ -173,7 +173,7 @@ def test_no_transform_gives_numpy_samples_at_decode_size(scenes):
 
 @pytest.fixture()
 def bad_folder(tmp_path):
-    picture, _ = synth.render_scene(1, 1, size=(64, 48))
+    picture, _ = synth.render_scene(1, 1, size=(48, 64))
     picture.save(tmp_path / "good.jpg", quality=90)
     data = (tmp_path / "good.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
@@ -242,7 +242,7 @@ def test_corrupt_jpeg_fails_or_decodes_the_same_way_with_decode_size(bad_folder)
 
 @pytest.fixture(scope="module")
 def small_scenes(tmp_path_factory):
-    return _scenes(tmp_path_factory.mktemp("small"), 45, seed=4, size=(64, 48))
+    return _scenes(tmp_path_factory.mktemp("small"), 45, seed=4, size=(48, 64))
 
 
 def _batches(loader):

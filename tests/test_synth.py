@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from helpers import synth
 from helpers.project import DATA_SAMPLE, ROOT
 
-SMALL = (160, 120)  # small scenes keep the file-writing tests fast
+SMALL = (120, 160)  # (height, width): small scenes keep the file-writing tests fast
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -62,7 +62,7 @@ def test_spawn_start_method_gives_the_same_output(tmp_path):
         "from helpers.synth import generate\n"
         "if __name__ == '__main__':\n"
         "    multiprocessing.set_start_method('spawn')\n"
-        "    generate(sys.argv[1], 4, seed=2, size=(160, 120), workers=2, progress=False)\n"
+        "    generate(sys.argv[1], 4, seed=2, size=(120, 160), workers=2, progress=False)\n"
     )
     script = tmp_path / "spawn_run.py"
     script.write_text(code)
@@ -85,7 +85,7 @@ def test_render_scene_is_a_pure_function_of_seed_index_size():
 @given(seed=st.integers(0, 2**32), index=st.integers(1, synth.MAX_IMAGES),
        width=st.integers(16, 700), height=st.integers(16, 500))
 def test_boxes_are_int_ordered_and_inside_the_image(seed, index, width, height):
-    img, boxes = synth.render_scene(seed, index, (width, height))
+    img, boxes = synth.render_scene(seed, index, (height, width))
     assert img.mode == "RGB" and img.size == (width, height)
     assert len(boxes) <= 6
     for box in boxes:
@@ -105,7 +105,7 @@ def test_bbox_json_names_keys_and_format(tmp_path):
         "generator": "helpers.synth", "version": synth.GENERATOR_VERSION, "n": 12, "seed": 1,
         "size": list(SMALL), "quality": synth.DEFAULT_QUALITY}
     with Image.open(tmp_path / "image_000001.jpg") as im:
-        assert im.format == "JPEG" and im.mode == "RGB" and im.size == SMALL
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == SMALL[::-1]  # PIL: (width, height)
 
 
 # ------------------------------------------------------------------------------------------ variety
@@ -223,7 +223,7 @@ def test_other_files_in_the_folder_are_left_alone(tmp_path):
 
 @pytest.mark.parametrize("kwargs, word", [
     ({"n": -1}, "n"), ({"n": 1_000_000}, "n"), ({"n": 2.0}, "n"), ({"seed": -1}, "seed"),
-    ({"size": (0, 100)}, "width"), ({"size": (100,)}, "size"), ({"quality": 100}, "quality"),
+    ({"size": (0, 100)}, "height"), ({"size": (100,)}, "size"), ({"quality": 100}, "quality"),
     ({"workers": 0}, "workers"),
 ])
 def test_bad_arguments_are_refused_with_the_parameter_named(tmp_path, kwargs, word):
