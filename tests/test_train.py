@@ -228,7 +228,7 @@ def synth_folder(tmp_path_factory):
     from helpers import synth
 
     folder = tmp_path_factory.mktemp("synth")
-    synth.generate(folder, 40, seed=0, size=(160, 120), workers=1, progress=False)
+    synth.generate(folder, 40, seed=0, size=(120, 160), workers=1, progress=False)
     return folder
 
 
