@@ -38,6 +38,14 @@ imports (a test checks):
 - ``lab.v2_reference``     the transforms checked against torchvision's transforms v2
 - ``lab.mistakes``         deliberate mistakes the notebooks run (an RNG made in ``__init__``)
 - ``lab.memory``           PSS of a process tree; the memory fixtures (index-only dataset, list sizes)
-- ``lab.bench``            ``python -m helpers.lab.bench all|speed|decode|growth|memory|report``
+- ``lab.bench``            ``python -m helpers.lab.bench all|speed|decode|growth|memory|start-methods|training|transport|report``:
+                           the command line; each measurement in its own module (names importable from here):
+- ``lab.bench_machine``    the machine a result ran on; the contention probe (were the cores free)
+- ``lab.bench_decode``     decode paths side by side; per-stage time; the FaceDataset a decode path stands for
+- ``lab.bench_speed``      the pipeline's images/s against the decode limit and the parallel limit
+- ``lab.bench_memory``     memory: the index alone under each start method, the loader as the data set grows
+- ``lab.bench_transport``  the CPU cost of handing batches from workers to the main process
+- ``lab.bench_training``   ``train()``'s epoch loop, the default loader against the reference one
+- ``lab.bench_report``     a result as the markdown tables of docs/benchmarks.md; the required fields
 - ``lab.tune``             ``python -m helpers.lab.tune``: training choices compared on the validation split
 """

@@ -298,7 +298,8 @@ def _memory_here(folder: str, storage: str, size: tuple[int, int], workers: int,
     import json
     from dataclasses import replace
 
-    from .bench import TRAIN_BATCH, _face_dataset
+    from .bench_decode import _face_dataset
+    from .bench_speed import TRAIN_BATCH
     from ..datafiles import read_file_lists
     from ..loader import make_loader
     from .memory import anon_pss_of_tree, pss_of_tree, release_freed_heap, tree_memory
@@ -386,7 +387,7 @@ def measure_memory(folder: str | Path, storage: str, size=(120, 160), workers: i
     import json
     import subprocess
 
-    from .bench import draft_supported
+    from .bench_decode import draft_supported
     from ..project import ROOT
 
     if draft is None:
