@@ -134,7 +134,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     from .shards import batches_per_rank, make_shard_loader, read_index, samples_per_rank, shard_paths
     from .checkpoints import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from .resume import Interrupted, StopRequests, data_fingerprint, refuse_mismatch, skip_done
-    from .loss import FaceLoss, face_pixel_fraction, positive_weight
+    from .loss import POS_WEIGHT, FaceLoss, face_pixel_fraction
     from .model import MODEL_DEFAULTS, build_model
     from .on_device import amp_settings
     from .train import build_optimizer, new_history, train_step
@@ -212,7 +212,7 @@ def train_distributed(args: argparse.Namespace) -> dict[str, Any]:
     if state is not None:
         model.load_state_dict(state["model"])  # before DDP, which broadcasts rank 0's weights
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = FaceLoss(positive_weight(face_fraction)).to(device)
+    loss_fn = FaceLoss(POS_WEIGHT).to(device)  # the default of helpers.train
     optimizer, scheduler = build_optimizer(ddp, config, total_steps)
     amp_on, amp_dtype = amp_settings(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype == torch.float16)

@@ -31,7 +31,7 @@ from torch import nn
 from .checkpoints import restore_rng_state, load_checkpoint, save_checkpoint
 from .data_path import build_loaders, check_loaders
 from .evaluation import Evaluation, evaluate, evaluation_table, final_test, split_distractors
-from .loss import FaceLoss, face_pixel_fraction, positive_weight
+from .loss import POS_WEIGHT, FaceLoss, face_pixel_fraction
 from .model import MODEL_DEFAULTS, FaceUNet
 from .on_device import amp_settings, prepare_batch
 from .runconfig import RunConfig
@@ -194,9 +194,9 @@ def train(
       not depend on how many epochs ran before (exact resumption).
     - Device: ``device`` or ``pick_device()``. CUDA: autocast (bf16, else fp16 + GradScaler),
       ``cudnn.benchmark``. ``channels_last`` on every device (it also speeds up CPU convolutions).
-    - Loss: :class:`helpers.loss.FaceLoss` with ``pos_weight = positive_weight(face_fraction)``
-      (unless ``pos_weight`` is given: ``python -m helpers.lab.tune`` compares rules), the fraction
-      measured on the training loader unless given; AdamW, OneCycle LR (warm-up then cosine decay,
+    - Loss: :class:`helpers.loss.FaceLoss` with ``pos_weight = POS_WEIGHT`` (1: no weight; unless
+      given: ``python -m helpers.lab.tune`` compares rules), the face-pixel fraction measured on the
+      training loader unless given (logged, and saved); AdamW, OneCycle LR (warm-up then cosine decay,
       per step).
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues
       from one (same config; the model size, face fraction and loss weights come from the checkpoint,
@@ -246,8 +246,8 @@ def train(
                         "resume on the same data folder and split, or start afresh without resuming")
     if face_fraction is None:
         face_fraction = face_pixel_fraction(train_loader)
-    if pos_weight is None:
-        pos_weight = positive_weight(face_fraction)
+    if pos_weight is None:  # the default, chosen on validation (helpers.loss.POS_WEIGHT)
+        pos_weight = POS_WEIGHT
 
     torch.manual_seed(config.seed)
     model = FaceUNet(**model_kwargs).to(device)
