@@ -305,10 +305,10 @@ def test_tune_sweep_scores_candidates_on_validation(synth_folder, monkeypatch):
     config = tiny_config(epochs=1, test_fraction=0.2, val_fraction=0.2, data_folder=str(synth_folder),
                          image_size=(60, 80))
     candidates = {"defaults": {"model_kwargs": TINY}, "no Dice": {"dice_weight": 0.0, "model_kwargs": TINY},
-                  "pos 1": {"pos_weight": "none", "model_kwargs": TINY}}
+                  "sqrt": {"pos_weight": "sqrt", "model_kwargs": TINY}}
     rows = tune.sweep(config, candidates, log=None)
     assert [r["candidate"] for r in rows] == list(candidates)
-    assert rows[2]["pos_weight"] == 1.0 and rows[0]["pos_weight"] > 1.0
+    assert rows[0]["pos_weight"] == 1.0 and rows[2]["pos_weight"] > 1.0  # the default: no weight
     assert all(0.0 <= r["iou"] <= 1.0 and "face_precision" in r for r in rows)
     with pytest.raises(ValueError, match="pos_weight rule"):
         tune.pos_weight_rule("half", 0.1)
