@@ -18,7 +18,7 @@ from helpers.loader import make_loader
 from helpers.project import DATA_SAMPLE
 from helpers.runconfig import RunConfig
 from helpers.checkpoints import load_checkpoint, load_model
-from helpers.loss import FaceLoss, positive_weight
+from helpers.loss import POS_WEIGHT, FaceLoss
 from helpers.model import build_model
 from helpers.train import _reseed_loader, build_optimizer, train, train_step
 from helpers.transforms import default_pipeline
@@ -140,7 +140,7 @@ def test_train_step_trains_exactly_as_train_does():
 
     torch.manual_seed(config.seed)
     model = build_model(**kwargs).to(memory_format=torch.channels_last)
-    loss_fn = FaceLoss(positive_weight(0.1))
+    loss_fn = FaceLoss(POS_WEIGHT)  # train's default
     optimizer, scheduler = build_optimizer(model, config, len(loader))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     _reseed_loader(loader, config.seed)

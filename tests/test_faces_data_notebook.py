@@ -62,6 +62,9 @@ def test_notebook_05_runs_top_to_bottom_on_a_converted_folder(tmp_path):
     repo = tmp_path / "repo"  # what the Setup cell needs to find its root: helpers/ beside notebooks/
     shutil.copytree(ROOT / "helpers", repo / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "notebooks").mkdir()
+    (repo / "docs").mkdir()  # the sweep records notebook 05 renders
+    for record in sorted((ROOT / "docs").glob("tune_validation*.json")):
+        shutil.copy2(record, repo / "docs" / record.name)
     nb = nbformat.read(ROOT / "notebooks" / "05_training.ipynb", as_version=4)
     env = {**os.environ, DATA_ENV_VAR: str(data), ENV_VAR: "quick", PROGRESS_ENV: "0"}
 
