@@ -274,8 +274,6 @@ def _one_run_in_child(config, name: str, changes: dict[str, Any], seed: int) -> 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m helpers.lab.tune [--config quick] [--epochs N] [--seeds S ...] [--only NAME ...]
     [--jobs J] [--record F] [--json F]``."""
-    from dataclasses import replace
-
     from ..project import write_json
     from ..runconfig import pick_config
     from ..setup_env import pick_device
@@ -336,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     if args.jobs == 1:
-        sweep(replace(config), chosen, device, seeds=args.seeds, log=None, on_row=keep)
+        sweep(config, chosen, device, seeds=args.seeds, log=None, on_row=keep)
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
             # the slowest runs first (the widest network), so the last minutes are not one run alone
