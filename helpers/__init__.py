@@ -17,7 +17,7 @@ The pipeline and the training path (what a training run imports):
 - ``data_path``   ``build_loaders``: the whole data path, lists to batches, for the three splits
 - ``model``       the compact U-Net, its default size (``build_model``), its receptive field
 - ``on_device``   a batch on the device: ``uint8`` normalised there; mixed-precision settings
-- ``loss``        ``FaceLoss`` (weighted BCE + soft Dice) and the face-pixel weight
+- ``loss``        ``FaceLoss`` (BCE, optional weight and soft Dice) and the face-pixel weight
 - ``train``       the training step, one epoch, the outer loop (``python -m helpers.train``)
 - ``checkpoints`` atomic checkpoints, resuming, loading a trained model
 - ``metrics``     pixel, box and face-level counts

@@ -42,8 +42,9 @@ def _read_resized(image: Any, image_size: tuple[int, int]) -> tuple[np.ndarray, 
 def predict(model: nn.Module, image: str | Path | Any, image_size: tuple[int, int],
             device: str | torch.device | None = None) -> np.ndarray:
     """The face SCORE of every pixel of ``image`` (a path or a PIL image) at its ORIGINAL size,
-    ``HxW`` float32 in [0, 1]: ``sigmoid(logit)``, face where > 0.5. A score, not a calibrated
-    probability (the loss weighs face pixels up and adds a Dice term, see :class:`helpers.loss.FaceLoss`).
+    ``HxW`` float32 in [0, 1]: ``sigmoid(logit)``, face where > 0.5: a probability as trained by the
+    default loss (plain cross-entropy, :class:`helpers.loss.FaceLoss`), calibrated as far as notebook
+    05 §8.1 measures.
 
     The image is brought to ``image_size`` as in training (a file: decoded straight to that size, as
     ``build_loaders``' datasets do), run through the network, and the logits are upsampled bilinearly

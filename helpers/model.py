@@ -61,8 +61,8 @@ class FaceUNet(nn.Module):
     (transposed conv 2x2, stride 2) each joined with the encoder's features of that size, and a 1x1 head.
 
     ``forward(x)`` takes a float ``Bx3xHxW`` batch (already normalised) and returns ``Bx1xHxW`` logits;
-    ``torch.sigmoid`` of a logit is the pixel's face SCORE, face where > 0.5 (ordered like a probability
-    but not calibrated as one: the loss weighs face pixels up and adds a Dice term).
+    ``torch.sigmoid`` of a logit is the pixel's face probability as trained (plain cross-entropy by
+    default; how calibrated it is, notebook 05 §8.1 measures), face where > 0.5.
     """
 
     def __init__(

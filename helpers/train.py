@@ -6,8 +6,9 @@ command line ``python -m helpers.train`` that trains, then scores the test split
 Three splits (:func:`helpers.data_path.build_loaders`): the network learns on ``train``; every choice
 and every per-epoch figure (``val_*``) uses ``val``; ``test`` is scored once, by
 :func:`helpers.evaluation.final_test`, after all choices are made. The network's output,
-``sigmoid(logit)``, is a face SCORE: trained with a positive weight and a Dice term
-(:class:`helpers.loss.FaceLoss`) it ranks pixels but is not a calibrated probability.
+``sigmoid(logit)``, is trained as a face probability: the default loss is plain binary cross-entropy
+(:class:`helpers.loss.FaceLoss` with no positive weight and no Dice term, both chosen on validation);
+notebook 05 §8.1 measures how calibrated it comes out.
 
 One code path for every device: CUDA gets mixed precision (bf16 where supported, else fp16 with a
 gradient scaler), ``channels_last`` and ``cudnn.benchmark``; a CPU runs the same loop in float32.
@@ -172,7 +173,7 @@ def train(
     device: str | torch.device | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     face_fraction: float | None = None,
-    dice_weight: float = 1.0,
+    dice_weight: float = 0.0,
     pos_weight: float | None = None,
     weight_decay: float = 1e-4,
     checkpoint_path: str | Path | None = None,
@@ -194,8 +195,8 @@ def train(
       not depend on how many epochs ran before (exact resumption).
     - Device: ``device`` or ``pick_device()``. CUDA: autocast (bf16, else fp16 + GradScaler),
       ``cudnn.benchmark``. ``channels_last`` on every device (it also speeds up CPU convolutions).
-    - Loss: :class:`helpers.loss.FaceLoss` with ``pos_weight = POS_WEIGHT`` (1: no weight; unless
-      given: ``python -m helpers.lab.tune`` compares rules), the face-pixel fraction measured on the
+    - Loss: :class:`helpers.loss.FaceLoss` with ``pos_weight = POS_WEIGHT`` (1: no weight) and
+      ``dice_weight`` 0 (no Dice term), unless given (``python -m helpers.lab.tune`` compares them), the face-pixel fraction measured on the
       training loader unless given (logged, and saved); AdamW, OneCycle LR (warm-up then cosine decay,
       per step).
     - ``checkpoint_path``: a checkpoint is written there after every epoch; ``resume_from`` continues

@@ -62,15 +62,16 @@ def _record(iou: dict[str, list[float]]) -> dict:
 
 def test_the_choice_rule_uses_the_ranges_over_seeds_and_keeps_the_simpler_when_level():
     base = tune.DEFAULTS_NAME
+    assert "width 4" in tune.SIMPLER and "Dice weight 1" not in tune.SIMPLER
     record = _record({base: [0.80, 0.82, 0.84],
-                      "no Dice term": [0.81, 0.83, 0.85],       # simpler, ranges overlap -> kept
-                      "Dice weight 2": [0.83, 0.85, 0.86],      # not simpler, overlap -> the defaults stay
-                      "width 16": [0.85, 0.86, 0.87],           # every seed above the defaults' best -> better
-                      "width 4": [0.70, 0.72, 0.79]})           # every seed below their worst -> worse
+                      "width 4": [0.81, 0.83, 0.85],                  # simpler, ranges overlap -> kept
+                      "Dice weight 1": [0.83, 0.85, 0.86],            # not simpler, overlap -> the defaults stay
+                      "width 16": [0.85, 0.86, 0.87],                 # every seed above the defaults' best -> better
+                      "pos_weight = full ratio": [0.70, 0.72, 0.79]})  # every seed below their worst -> worse
     v = tune.verdicts(record)
-    assert v["no Dice term"].startswith("level -> keep it")
-    assert v["Dice weight 2"].startswith("level -> keep the defaults")
-    assert v["width 16"].startswith("better") and v["width 4"].startswith("worse")
+    assert v["width 4"].startswith("level -> keep it")
+    assert v["Dice weight 1"].startswith("level -> keep the defaults")
+    assert v["width 16"].startswith("better") and v["pos_weight = full ratio"].startswith("worse")
     s = tune.summarize(record)[base]["iou"]
     assert s["mean"] == pytest.approx(0.82) and s["sd"] == pytest.approx(0.02) and (s["min"], s["max"]) == (0.80, 0.84)
 
@@ -110,16 +111,26 @@ def test_the_command_writes_the_same_record_with_one_or_two_trainings_at_a_time(
     assert "tiny" in tune.render(a)
 
 
-def test_the_first_round_is_why_the_default_changed_and_the_rounds_agree():
-    """Round 1 was run around the square-root weight; no weight won with every seed and became
-    POS_WEIGHT. Round 2's defaults are round 1's 'pos_weight = 1' runs again: the same figures."""
+def test_each_round_is_why_the_next_default_changed_and_the_rounds_agree():
+    """Round 1 was run around the square-root weight: no weight won with every seed and became
+    POS_WEIGHT. Round 2, around no weight with the Dice term: no Dice term was level, and simpler, so it
+    became the default. Round 3 (RECORD) is taken around that. Where two rounds trained the same setting
+    (the same config, changes and seed), they report the same figures: a run is a function of its seed."""
     from helpers.loss import POS_WEIGHT
 
-    first, second = tune.load_record(tune.RECORD_ROUND1), tune.load_record()
-    assert first["complete"] and first["defaults"]["pos_weight"] == "sqrt" and len(first["seeds"]) >= 3
-    assert first["epochs"] == second["epochs"] and first["config"] == second["config"]
-    assert tune.verdicts(first)["pos_weight = 1"].startswith("better")
-    assert tune.pos_weight_rule(second["defaults"]["pos_weight"], 0.1) == POS_WEIGHT == 1.0
-    again = {r["seed"]: r for r in first["runs"] if r["candidate"] == "pos_weight = 1"}
-    for run in (r for r in second["runs"] if r["candidate"] == tune.DEFAULTS_NAME):
-        assert {k: run[k] for k in tune.FIGURES} == {k: again[run["seed"]][k] for k in tune.FIGURES}
+    first, second, third = (tune.load_record(p) for p in tune.ROUNDS)
+    assert tune.ROUNDS[-1] == tune.RECORD
+    for r in (first, second, third):
+        assert r["complete"] and len(r["seeds"]) >= 3 and r["split"] == "validation"
+        assert r["epochs"] == third["epochs"] and r["config"] == third["config"]
+    assert first["defaults"]["pos_weight"] == "sqrt" and tune.verdicts(first)["pos_weight = 1"].startswith("better")
+    assert second["defaults"]["pos_weight"] == "none" and tune.pos_weight_rule("none", 0.1) == POS_WEIGHT == 1.0
+    assert second["defaults"]["dice_weight"] == 1.0 and tune.verdicts(second)["no Dice term"].startswith("level -> keep it")
+    assert third["defaults"] == {**second["defaults"], "dice_weight": 0.0}
+
+    def figures(record, name):
+        return {r["seed"]: {k: r[k] for k in tune.FIGURES} for r in record["runs"] if r["candidate"] == name}
+
+    assert figures(second, next(iter(second["candidates"]))) == figures(first, "pos_weight = 1")
+    assert figures(third, tune.DEFAULTS_NAME) == figures(second, "no Dice term")
+    assert figures(third, "Dice weight 1") == figures(second, next(iter(second["candidates"])))

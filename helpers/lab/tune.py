@@ -43,17 +43,16 @@ from typing import Any, Callable, Sequence
 
 from ..project import ROOT, relative
 
-__all__ = ["CANDIDATES", "SIMPLER", "RECORD", "RECORD_ROUND1", "current_defaults", "pos_weight_rule", "sweep", "load_record",
+__all__ = ["CANDIDATES", "SIMPLER", "RECORD", "RECORD_ROUND1", "RECORD_ROUND2", "ROUNDS", "current_defaults", "pos_weight_rule", "sweep", "load_record",
            "summarize", "verdicts", "render", "stale_reasons", "main"]
 
 #: name -> changes from the defaults (``train()`` keyword arguments; ``pos_weight`` is a rule name for
 #: :func:`pos_weight_rule`, ``augment`` goes to ``build_loaders``). The first entry is the defaults.
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "defaults (no pos_weight, Dice 1, width 8)": {},
+    "defaults (no pos_weight, no Dice, width 8)": {},
     "pos_weight = sqrt ratio": {"pos_weight": "sqrt"},
     "pos_weight = full ratio": {"pos_weight": "full"},
-    "no Dice term": {"dice_weight": 0.0},
-    "Dice weight 2": {"dice_weight": 2.0},
+    "Dice weight 1": {"dice_weight": 1.0},
     "width 4": {"model_kwargs": {"base_channels": 4}},
     "width 16": {"model_kwargs": {"base_channels": 16}},
     "flip augmentation": {"augment": True},
@@ -61,12 +60,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 DEFAULTS_NAME = next(iter(CANDIDATES))
 
 #: The candidates that are simpler than the defaults: kept when level with them.
-SIMPLER: frozenset[str] = frozenset({"no Dice term", "width 4"})
+SIMPLER: frozenset[str] = frozenset({"width 4"})
 
 #: The committed record of the sweep around today's defaults (what notebook 05 renders).
 RECORD = ROOT / "docs" / "tune_validation.json"
-#: The first round, around the defaults before it (the square-root ``pos_weight``): why the default changed.
+#: The first round, around the defaults before it (the square-root ``pos_weight``): why that default changed.
 RECORD_ROUND1 = ROOT / "docs" / "tune_validation_round1.json"
+#: The second round, around no ``pos_weight`` with the Dice term: no Dice term was level, and simpler.
+RECORD_ROUND2 = ROOT / "docs" / "tune_validation_round2.json"
+#: Every round, in the order they were run (the last is :data:`RECORD`).
+ROUNDS = (RECORD_ROUND1, RECORD_ROUND2, RECORD)
 
 #: The figures each run reports (``Evaluation.summary()`` keys), in the order tables show them.
 FIGURES = ("iou", "dice", "precision", "recall", "face_precision", "face_recall")
