@@ -24,9 +24,11 @@ def load(path: Path) -> dict:
 def test_there_are_notebooks_numbered_in_reading_order():
     names = [p.name for p in NOTEBOOKS]
     assert names, "no notebooks found"
-    assert all(re.match(r"^\d\d_[a-z0-9_]+\.ipynb$", n) for n in names), names
-    numbers = [int(n[:2]) for n in names]
+    assert all(re.match(r"^\d\d(_[a-z0-9_]+|[a-z]_appendix_[a-z0-9_]+)\.ipynb$", n) for n in names), names
+    numbers = [int(n[:2]) for n in names if n[2] == "_"]
     assert numbers == list(range(len(numbers))), f"numbers should run 00, 01, ... without gaps: {names}"
+    for n in (n for n in names if n[2] != "_"):  # 01a_appendix_..., 01b_...: after an 01, letters in order
+        assert int(n[:2]) in numbers and (n[2] == "a" or any(m[:3] == n[:2] + chr(ord(n[2]) - 1) for m in names)), n
 
 
 def test_nbval_collects_every_notebook(request):

@@ -5,14 +5,23 @@ For each ``notebooks/NN_*.ipynb`` (reading order = file-name order) this script 
 
 1. the header cell (markdown, cell metadata ``nbskeleton: header``): title, one line on what the
    notebook teaches, an "Open in Colab" badge for the notebook's own path, prev/next links.
-   Title and goal come from the notebook's metadata ``nbskeleton: {title, goal}``;
+   Title and goal come from the notebook's metadata ``nbskeleton: {title, goal}``. Three parts:
+   - the **core path** (``NN_*``, metadata ``part: core``): the source articles' steps, one notebook
+     each; the header names both articles by title and the step this notebook covers (metadata
+     ``step``), lists the notebook's appendices, and prev/next walk the core path;
+   - **appendices** (``NNa_appendix_*``, ``NNb_appendix_*``, ...): depth behind notebook ``NN`` (its
+     checks, hardening, measurement); the header says whose appendix it is and links back to it and on
+     to the next core notebook;
+   - the **further** part (``NN_*``, metadata ``part: further``): optional, beyond the articles;
 2. the Setup cell (code, cell metadata ``nbskeleton: setup``, output ignored by nbval, shown collapsed
    in JupyterLab and as a form in Colab): makes the repository importable in JupyterLab, on Colab
    (clones it; ``helpers.setup_env.setup`` installs only what Colab lacks, never torch/torchvision) and
    in CI, then checks minimum versions and names the device;
-3. the notebook metadata ``kernelspec`` (the kernel ``make setup`` registers, as JupyterLab writes it) and
+3. checks cells (cell tag ``checks``: the asserts that keep committed outputs true, apart from the
+   teaching cells): shown collapsed like the Setup cell (``source_hidden``, a Colab ``#@title`` form);
+4. the notebook metadata ``kernelspec`` (the kernel ``make setup`` registers, as JupyterLab writes it) and
    no per-cell execution timestamps, so opening and saving a notebook without edits changes nothing;
-4. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``.
+5. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``.
 
 It finds its cells by their metadata and rewrites them in place, so running it twice changes nothing.
 ``--check`` changes nothing and exits 1 if something is out of date (tests/test_notebook_conventions.py
@@ -33,15 +42,44 @@ from helpers.project import GITHUB_BRANCH, GITHUB_REPO, REPO_URL  # noqa: E402 (
 
 NOTEBOOKS = ROOT / "notebooks"
 README = ROOT / "README.md"
-NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+NAME_RE = re.compile(r"^\d\d(?:_[a-z0-9_]+|[a-z]_appendix_[a-z0-9_]+)\.ipynb$")
+
+#: The two source articles, by title, as every core notebook's header and the README name them.
+ARTICLE_A = "【PyTorch】大規模データの取り扱い方"
+ARTICLE_B = "【PyTorch】 DataLoaderのバッチ取り出し時の挙動について"
+PARTS = ("core", "further")
 
 
 def notebooks() -> list[Path]:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     bad = [p.name for p in paths if not NAME_RE.match(p.name)]
     if bad:
-        raise SystemExit(f"notebook names must look like 00_some_topic.ipynb: {bad}")
+        raise SystemExit(f"notebook names must look like 00_some_topic.ipynb or 00a_appendix_some_topic.ipynb: {bad}")
     return paths
+
+
+def is_appendix(path: Path) -> bool:
+    """``01a_appendix_*.ipynb``: an appendix of notebook 01."""
+    return path.name[2] != "_"
+
+
+def part(path: Path, nb: dict) -> str:
+    """``'core'``, ``'further'`` (metadata ``nbskeleton.part``) or ``'appendix'`` (by its name)."""
+    if is_appendix(path):
+        return "appendix"
+    value = nb["metadata"].get("nbskeleton", {}).get("part")
+    if value not in PARTS:
+        raise SystemExit(f"{path.name}: metadata.nbskeleton.part must be one of {PARTS}, not {value!r}")
+    return value
+
+
+def _title(path: Path) -> str:
+    return json.loads(path.read_text(encoding="utf-8"))["metadata"].get("nbskeleton", {}).get("title", path.stem)
+
+
+def _link(path: Path, arrow: str = "") -> str:
+    text = f"{path.name[:3].rstrip('_')} · {_title(path)}"
+    return f"[{arrow}{text}]({path.name})" if arrow != "→" else f"[{text} →]({path.name})"
 
 
 def colab_url(name: str) -> str:
@@ -57,18 +95,38 @@ def header_source(nb: dict, paths: list[Path], i: int) -> str:
     title, goal = meta.get("title"), meta.get("goal")
     if not title or not goal:
         raise SystemExit(f"{paths[i].name}: metadata.nbskeleton needs 'title' and 'goal'")
-    prev_link = f"[← {paths[i - 1].stem}]({paths[i - 1].name})" if i > 0 else "[← README](../README.md)"
-    next_link = f"[{paths[i + 1].stem} →]({paths[i + 1].name})" if i + 1 < len(paths) else "[README →](../README.md)"
-    return "\n".join([
-        "<!-- nbskeleton:header — written by tools/nbskeleton.py; edit title/goal in the notebook metadata -->",
-        f"# {title}",
-        "",
-        f"**Goal:** {goal}",
-        "",
-        colab_badge(paths[i].name),
-        "",
-        f"{prev_link} · [all notebooks](../README.md#the-notebooks) · {next_link}",
-    ])
+    here = paths[i]
+    kind = part(here, nb)
+    main_path = [p for p in paths if not is_appendix(p)]  # the core path, then the further part
+    number = here.name[:2]
+    if kind == "appendix":
+        parent = next(p for p in main_path if p.name[:2] == number)
+        after = [p for p in main_path if p.name[:2] > number]
+        prev_link = f"[← back to {parent.name[:2]} · {_title(parent)}]({parent.name})"
+        next_link = _link(after[0], "→") if after else "[README →](../README.md)"
+    else:
+        j = main_path.index(here)
+        prev_link = _link(main_path[j - 1], "← ") if j > 0 else "[← README](../README.md)"
+        next_link = _link(main_path[j + 1], "→") if j + 1 < len(main_path) else "[README →](../README.md)"
+    lines = ["<!-- nbskeleton:header — written by tools/nbskeleton.py; edit title/goal in the notebook metadata -->",
+             f"# {title}", "", f"**Goal:** {goal}", ""]
+    if kind == "core":
+        step = meta.get("step")
+        if not step:
+            raise SystemExit(f"{here.name}: a core notebook's metadata.nbskeleton needs 'step' (which article step)")
+        lines += [f"**Core path.** The source articles: *{ARTICLE_A}* (A) and *{ARTICLE_B}* (B). "
+                  f"This notebook: {step}.", ""]
+        appendices = [p for p in paths if is_appendix(p) and p.name[:2] == number]
+        if appendices:
+            lines += ["**Appendices** (optional depth, linked below where they fit): "
+                      + ", ".join(_link(p) for p in appendices) + ".", ""]
+    elif kind == "appendix":
+        lines += [f"**Appendix to notebook {number}**: optional depth behind the core path, which does not "
+                  f"need it.", ""]
+    else:
+        lines += ["**Further, optional**: beyond the source articles; the core path (00–05) does not need it.", ""]
+    lines += [colab_badge(here.name), "", f"{prev_link} · [all notebooks](../README.md#the-notebooks) · {next_link}"]
+    return "\n".join(lines)
 
 
 def setup_source() -> str:
@@ -95,6 +153,9 @@ print(setup())  # checks the minimum versions, names the device'''
 #: collapsed (``source_hidden``), Colab as a form (``cellView``), both with a click to expand.
 SETUP_METADATA = {"nbskeleton": "setup", "tags": ["nbval-ignore-output"],
                   "jupyter": {"source_hidden": True}, "cellView": "form"}
+#: A checks cell (tag ``checks``): collapsed the same way; its first line is a Colab form title.
+CHECKS_METADATA = {"jupyter": {"source_hidden": True}, "cellView": "form"}
+CHECKS_TITLE = re.compile(r'^#@title .+\{ display-mode: "form" \}$')
 #: The kernelspec JupyterLab writes for the kernel `make setup` registers inside .venv; any other value
 #: is rewritten on open, so a save without edits would make a diff.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -138,6 +199,12 @@ def apply(nb: dict, paths: list[Path], i: int) -> dict:
     # Diff noise a run leaves behind: per-cell execution timestamps; and the kernel JupyterLab expects.
     for cell in cells:
         cell.get("metadata", {}).pop("execution", None)
+        if "checks" in cell.get("metadata", {}).get("tags", []):
+            first = "".join(cell["source"]).split("\n", 1)[0]
+            if cell["cell_type"] != "code" or not CHECKS_TITLE.match(first):
+                raise SystemExit(f"{paths[i].name}: a checks cell is a code cell whose first line is "
+                                 f"'#@title Checks: ... {{ display-mode: \"form\" }}', not {first!r}")
+            cell["metadata"].update(json.loads(json.dumps(CHECKS_METADATA)))
     nb["metadata"]["kernelspec"] = dict(KERNELSPEC)
     return nb
 
@@ -164,12 +231,12 @@ def helper_modules(nb: dict) -> list[str]:
 
 
 def readme_table(paths: list[Path]) -> str:
-    rows = ["| # | notebook | what it teaches | helper modules it uses | |", "|---|---|---|---|---|"]
+    rows = ["| # | part | notebook | what it teaches | helper modules it uses | |", "|---|---|---|---|---|---|"]
     for p in paths:
         nb = json.loads(p.read_text(encoding="utf-8"))
         meta = nb["metadata"].get("nbskeleton", {})
         modules = ", ".join(f"[`{m}`](helpers/{m.replace('.', '/')}.py)" for m in helper_modules(nb))
-        rows.append(f"| {p.name[:2]} | [{meta.get('title', p.stem)}](notebooks/{p.name}) | "
+        rows.append(f"| {p.name[:3].rstrip('_')} | {part(p, nb)} | [{meta.get('title', p.stem)}](notebooks/{p.name}) | "
                     f"{meta.get('goal', '')} | {modules} | {colab_badge(p.name)} |")
     return "\n".join(rows)
 
