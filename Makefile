@@ -36,7 +36,8 @@ help:
 	@echo "make colab-check  Colab's older torch/torchvision: unit tests + every notebook in a rehearsed Colab"
 	@echo "make lab          open JupyterLab at the repository root"
 	@echo "make refresh      re-execute the notebooks in place to refresh their committed outputs"
-	@echo "make skeleton     rewrite the notebooks' header/Setup cells and the README table (tools/nbskeleton.py)"
+	@echo "make skeleton     rewrite the notebooks' header/Setup cells and the README table (tools/nbskeleton.py),"
+	@echo "                  then rebuild the Japanese editions in notebooks/ja/ (tools/nbtranslate.py)"
 	@echo "make bench        the speed and memory benchmarks (figures for docs/benchmarks.md)"
 	@echo "make unit         unit tests only;  make clean  remove outputs/ (keeps the environments)"
 
@@ -83,13 +84,16 @@ colab-check: $(COLAB_READY)
 lab: $(READY)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
 
+# The Japanese editions (notebooks/ja/) carry the English notebooks' code and outputs: rebuilt after both.
 refresh: $(READY)
 	$(PY) tools/nbskeleton.py
 	$(QUIET) $(PY) tools/run_notebooks.py --inplace
 	cp outputs/figures/prediction.png docs/prediction.png
+	$(PY) tools/nbtranslate.py
 
 skeleton: $(READY)
 	$(PY) tools/nbskeleton.py
+	$(PY) tools/nbtranslate.py
 
 bench: $(READY)
 	$(PY) -m helpers.lab.bench all --json outputs/bench/bench.json

@@ -7,7 +7,7 @@ image (every other key is collated as ``default_collate`` does, and the boxes st
 ``helpers.lab.collate_reading`` and ``helpers.lab.batches``: they explain and check, the pipeline does not
 need them.)
 
-Notebooks: 04 teaches it; 05, 07 use it.
+Notebooks: 04 teaches it (appendix 04c); 05, 07 use it.
 """
 from __future__ import annotations
 

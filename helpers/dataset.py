@@ -23,7 +23,7 @@ Conventions (the data contract):
   (``root``), e.g. ``image_000001.jpg`` or ``0--Parade/0_Parade_marchingband_1_5.jpg``. Without a
   ``root`` it is the file's base name.
 
-Notebooks: 02 teaches it; 03, 04, 07, 08 use it.
+Notebooks: 02 teaches it, 02a takes it through real folders and bad files; 03, 04, 07, 08 use it.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ For each ``notebooks/NN_*.ipynb`` (reading order = file-name order) this script 
    teaching cells): shown collapsed like the Setup cell (``source_hidden``, a Colab ``#@title`` form);
 4. the notebook metadata ``kernelspec`` (the kernel ``make setup`` registers, as JupyterLab writes it) and
    no per-cell execution timestamps, so opening and saving a notebook without edits changes nothing;
-5. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``.
+5. the notebook table in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``
+   (with a link to the Japanese edition where ``notebooks/ja/`` has one).
 
 It finds its cells by their metadata and rewrites them in place, so running it twice changes nothing.
 ``--check`` changes nothing and exits 1 if something is out of date (tests/test_notebook_conventions.py
@@ -236,7 +237,8 @@ def readme_table(paths: list[Path]) -> str:
         nb = json.loads(p.read_text(encoding="utf-8"))
         meta = nb["metadata"].get("nbskeleton", {})
         modules = ", ".join(f"[`{m}`](helpers/{m.replace('.', '/')}.py)" for m in helper_modules(nb))
-        rows.append(f"| {p.name[:3].rstrip('_')} | {part(p, nb)} | [{meta.get('title', p.stem)}](notebooks/{p.name}) | "
+        ja = f" · [日本語](notebooks/ja/{p.name})" if (NOTEBOOKS / "ja" / p.name).exists() else ""  # tools/nbtranslate.py
+        rows.append(f"| {p.name[:3].rstrip('_')} | {part(p, nb)} | [{meta.get('title', p.stem)}](notebooks/{p.name}){ja} | "
                     f"{meta.get('goal', '')} | {modules} | {colab_badge(p.name)} |")
     return "\n".join(rows)
 

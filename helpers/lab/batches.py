@@ -5,7 +5,7 @@ shared memory, and the deliberate mistake of collating raw, variable-length boxe
 Code that explains and checks the pipeline, not part of it: the training path never imports
 ``helpers.lab`` (a test checks).
 
-Notebooks: 04 teaches it; 05, 07 use it.
+Notebooks: 04 teaches it (and its appendices 04a, 04c); 05, 07 use it.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ source article describes it (``collate_0_4_0``), both runnable, and what each ma
 Code that explains and checks the pipeline, not part of it: the training path never imports
 ``helpers.lab`` (a test checks).
 
-Notebooks: 04 teaches it.
+Notebooks: 04 teaches it (appendix 04a).
 """
 from __future__ import annotations
 

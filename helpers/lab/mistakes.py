@@ -1,9 +1,9 @@
-"""Deliberate mistakes that notebook 04 runs to show what goes wrong: a random transform whose RNG is made
-in ``__init__``, so every DataLoader worker repeats the same "random" draws.
+"""Deliberate mistakes that appendix 04b (of notebook 04) runs to show what goes wrong: a random
+transform whose RNG is made in ``__init__``, so every DataLoader worker repeats the same "random" draws.
 
 Not part of the pipeline: the training path never imports ``helpers.lab`` (a test checks).
 
-Notebooks: 04 teaches it.
+Notebooks: 04 teaches it (appendix 04b).
 """
 from __future__ import annotations
 
