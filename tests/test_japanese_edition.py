@@ -92,3 +92,16 @@ def test_readme_ja_links_back_and_lists_the_editions():
     assert "(README.ja.md)" in en.split("\n## ", 1)[0] and "(README.md)" in ja.split("\n## ", 1)[0]
     for name in EDITIONS:
         assert f"(notebooks/ja/{name})" in ja and f"(notebooks/ja/{name})" in en
+
+
+def test_record_refuses_a_translation_of_english_text_that_has_changed_since(tmp_path):
+    name = EDITIONS[0]
+    nb = load(ROOT / "notebooks" / name)
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "markdown" and c.get("metadata", {}).get("nbskeleton") != "header")
+    given = tmp_path / "ja.json"
+    given.write_text(json.dumps({"cells": {cell["id"]: {"en_sha256": nbtranslate.sha("older English text"), "ja": "古い訳"}}}),
+                     encoding="utf-8")
+    before = (nbtranslate.CATALOGUE / (Path(name).stem + ".json")).read_text(encoding="utf-8")
+    with pytest.raises(SystemExit, match="changed since --todo"):
+        nbtranslate.main(["--record", name, str(given)])
+    assert (nbtranslate.CATALOGUE / (Path(name).stem + ".json")).read_text(encoding="utf-8") == before

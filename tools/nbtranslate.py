@@ -13,7 +13,8 @@ translates (and the same for the metadata's title, goal and step, from which the
 When an English cell changes, its hash no longer matches and the entry is *stale*: the build refuses it
 until someone translates the new text and records the new hash (``--todo`` prints the English text and
 its hash; ``--record`` files translations given as ``{"meta": {key: ja}, "cells": {id: ja}}``, stamped
-with the hash of today's English text, which is the text ``--todo`` showed).
+with the hash of today's English text; give an entry as ``{"en_sha256": hash from --todo, "ja": text}``
+and it is refused if the English text changed after ``--todo`` showed it). Notebooks are named in full.
 
 What the build writes, per core notebook: the English notebook with every markdown cell replaced by its
 translation, the header written in Japanese (the articles' titles, a Colab badge for the Japanese path,
@@ -154,11 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is stale or differs")
     p.add_argument("--todo", metavar="NOTEBOOK", help="print the missing and stale entries of one notebook, as JSON")
     p.add_argument("--record", nargs=2, metavar=("NOTEBOOK", "JSON"),
-                   help='file translations {"meta": {key: ja}, "cells": {id: ja}} into the catalogue')
+                   help='file translations {"meta": {key: ja}, "cells": {id: ja}} into the catalogue; an entry '
+                        'may be {"en_sha256": hash shown by --todo, "ja": text}, refused if the English changed since')
     args = p.parse_args(argv)
     paths = nbskeleton.notebooks()
+
+    def find(given: str) -> str:  # an exact name, with or without .ipynb ('04' would also match 04a)
+        names = [q.name for q in paths if q.stem == Path(given).stem]
+        if not names:
+            raise SystemExit(f"no notebook {given!r}: give its full name, e.g. {paths[0].stem}")
+        return names[0]
+
     if args.record:
-        name = next(q.name for q in paths if q.stem.startswith(args.record[0]))
+        name = find(args.record[0])
         nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         meta, cells = english_texts(nb)
         given = json.loads(Path(args.record[1]).read_text(encoding="utf-8"))
@@ -168,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             for key, ja in given.get(kind, {}).items():
                 if key not in english:
                     raise SystemExit(f"{name}: no {kind} entry {key!r} in the English notebook")
+                if isinstance(ja, dict):  # {"en_sha256": what --todo showed, "ja": ...}
+                    if ja.get("en_sha256") != sha(english[key]):
+                        raise SystemExit(f"{name}: {kind} {key!r}: the English text changed since --todo showed it; "
+                                         "translate today's text (--todo again)")
+                    ja = ja["ja"]
                 catalogue.setdefault(kind, {})[key] = {"en_sha256": sha(english[key]), "ja": ja}
             catalogue[kind] = {k: catalogue[kind][k] for k in english if k in catalogue.get(kind, {})}  # cell order
         CATALOGUE.mkdir(parents=True, exist_ok=True)
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recorded {sum(len(given.get(k, {})) for k in ('meta', 'cells'))} entries for {name}")
         return 0
     if args.todo:
-        name = next(q.name for q in paths if q.stem.startswith(args.todo))
+        name = find(args.todo)
         nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         catalogue = load_catalogue(name)
         meta, cells = english_texts(nb)
