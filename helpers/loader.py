@@ -6,7 +6,7 @@ recipe) re-seeds the global RNGs per worker, which makes a run repeatable only f
 workers (and, with no workers, only if the main process seeds NumPy itself). ``SeededAugment`` goes further: each sample's RNG is derived from (seed, epoch, index), so a
 sample is transformed the same way whichever worker loads it, with 0, 2 or 8 workers.
 
-Notebooks: 04 teaches it; 01 uses it.
+Notebooks: 04 teaches it; 01 (its appendix 01a) uses it.
 """
 from __future__ import annotations
 

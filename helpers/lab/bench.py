@@ -3,7 +3,7 @@
 Subcommands: ``all`` (everything below but ``memory``'s own options), ``speed`` (the input pipeline
 against the decode limit), ``decode`` (decode paths side by side), ``growth`` (total PSS of main +
 workers as the data set grows, under each start method in the full size), ``memory`` (the index
-alone, lists versus NumPy arrays, 1,000,000 entries, as notebook 01 runs it), ``start-methods`` (the
+alone, lists versus NumPy arrays, 1,000,000 entries, as appendix 01a runs it), ``start-methods`` (the
 index alone under fork, forkserver and spawn: lists, arrays and shared arrays, 1k to 1M entries) and ``report``
 (a JSON result as the markdown tables of docs/benchmarks.md). ``--tiny`` runs everything on a few
 images in seconds (the tests); ``--size notebook`` is what notebook 06 runs.
@@ -24,7 +24,7 @@ index alone, the data set growing), :mod:`helpers.lab.bench_transport` (the hand
 :mod:`helpers.lab.bench_training` (train()'s epoch loop) and :mod:`helpers.lab.bench_report` (the
 markdown tables).
 
-Notebooks: 06 teaches it; 01 uses it.
+Notebooks: 06 teaches it; 01 (its appendix 01a) uses it.
 """
 from __future__ import annotations
 

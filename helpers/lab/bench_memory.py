@@ -3,12 +3,12 @@
 
 Two measurements, each run in a fresh Python process: the **index alone** (a synthetic index of
 1,000 to 1,000,000 entries as Python lists, NumPy arrays, or arrays in shared memory, read by an
-index-only Dataset: :func:`run_index_memory`, and :func:`run_memory`, notebook 01's lists-versus-arrays
+index-only Dataset: :func:`run_index_memory`, and :func:`run_memory`, appendix 01a's lists-versus-arrays
 table), and the **training loader as the data set grows** (1,000 and 100,000 entries, decoding real
 JPEGs: :func:`run_memory_growth`). Memory is PSS summed over the process tree (the main process, its
 workers, and under forkserver/spawn the forkserver and the resource tracker).
 
-Notebooks: 01 and 06 use it.
+Notebooks: 01 (its appendix 01a) and 06 use it.
 """
 from __future__ import annotations
 

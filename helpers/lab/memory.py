@@ -1,5 +1,5 @@
 """How much memory a process and its DataLoader workers really use together (PSS), and the
-list-versus-array index measurement of notebook 01, each run in a fresh Python process.
+list-versus-array index measurement of appendix 01a, each run in a fresh Python process.
 
 PSS (proportional set size) counts a page shared by n processes as 1/n in each, so the sum over a
 process tree is the true total; RSS would count shared pages once per process. PSS exists on Linux

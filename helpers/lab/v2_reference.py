@@ -5,7 +5,7 @@ two differ by design (tie lines, fractional boxes, boxes smaller than a pixel).
 Code that checks the pipeline, not part of it: the training path never imports ``helpers.lab``
 (a test checks).
 
-Notebooks: 03 teaches it; 04 uses it.
+Notebooks: 03 uses it (03a teaches it); 04 uses it (appendix 04b).
 """
 from __future__ import annotations
 
