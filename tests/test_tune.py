@@ -115,7 +115,9 @@ def test_each_round_is_why_the_next_default_changed_and_the_rounds_agree():
     """Round 1 was run around the square-root weight: no weight won with every seed and became
     POS_WEIGHT. Round 2, around no weight with the Dice term: no Dice term was level, and simpler, so it
     became the default. Round 3 (RECORD) is taken around that. Where two rounds trained the same setting
-    (the same config, changes and seed), they report the same figures: a run is a function of its seed."""
+    (the same config, changes and seed) on the same machine, they report the same figures: there a run is
+    a function of its seed. Round 3 ran on another machine of the same type (its ``os`` line differs),
+    where the same settings land elsewhere inside the spread over the seeds: their IoU ranges overlap."""
     from helpers.loss import POS_WEIGHT
 
     first, second, third = (tune.load_record(p) for p in tune.ROUNDS)
@@ -131,6 +133,14 @@ def test_each_round_is_why_the_next_default_changed_and_the_rounds_agree():
     def figures(record, name):
         return {r["seed"]: {k: r[k] for k in tune.FIGURES} for r in record["runs"] if r["candidate"] == name}
 
-    assert figures(second, next(iter(second["candidates"]))) == figures(first, "pos_weight = 1")
-    assert figures(third, tune.DEFAULTS_NAME) == figures(second, "no Dice term")
-    assert figures(third, "Dice weight 1") == figures(second, next(iter(second["candidates"])))
+    def agree(a, name_a, b, name_b):
+        if a["machine"] == b["machine"]:  # one machine: seed for seed, figure for figure
+            assert figures(a, name_a) == figures(b, name_b), (name_a, name_b)
+        else:  # another machine: within the spread over the seeds
+            ra, rb = ([f["iou"] for f in figures(r, n).values()] for r, n in ((a, name_a), (b, name_b)))
+            assert len(ra) == len(rb) >= 3 and max(ra) >= min(rb) and max(rb) >= min(ra), (name_a, ra, name_b, rb)
+
+    assert first["machine"] == second["machine"]  # so the first pair is compared figure for figure
+    agree(second, next(iter(second["candidates"])), first, "pos_weight = 1")
+    agree(third, tune.DEFAULTS_NAME, second, "no Dice term")
+    agree(third, "Dice weight 1", second, next(iter(second["candidates"])))

@@ -55,7 +55,9 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """Cores usable by this process, CPU model, memory, and the versions that decide the figures."""
+    """Cores usable by this process, CPU model, memory, and the versions that decide the figures; the
+    instruction set torch's CPU kernels are chosen for (``cpu_capability``: AVX2, AVX512, ...) too: it
+    decides which kernels, and so which rounding, a training run gets."""
     import platform
 
     import numpy
@@ -78,6 +80,7 @@ def machine_info() -> dict[str, Any]:
         "libjpeg_turbo": features.version("libjpeg_turbo"),
         "numpy": numpy.__version__,
         "cuda": torch.cuda.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
