@@ -2,7 +2,7 @@
 rename) and read back with ``torch.load(weights_only=True)``, so no code in a file can run; and the
 trained network of a checkpoint, ready for inference (:func:`load_model`).
 
-Notebooks: 05 teaches it; 07 uses it.
+Notebooks: 05 (appendix 05b) teaches it; 07 uses it.
 """
 from __future__ import annotations
 

@@ -55,8 +55,8 @@ def build_loaders(config: RunConfig, device: str | torch.device = "cpu", keep_te
 
     ``augment``: the training images (not the others) are flipped left-right with probability 0.5,
     image and mask together, by :class:`helpers.loader.SeededAugment` (a random draw per sample and
-    epoch, the same whatever the number of workers; :func:`helpers.train.train` sets the epoch). Notebook 05 says why
-    its default run trains without it.
+    epoch, the same whatever the number of workers; :func:`helpers.train.train` sets the epoch).
+    Appendix 05a §4 says why notebook 05 trains without it.
     """
     from functools import partial
 

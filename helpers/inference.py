@@ -1,7 +1,7 @@
 """Inference: the face score of every pixel of one image at its original size (:func:`predict`), read
 and resized as training reads it.
 
-Notebooks: 05 teaches it.
+Notebooks: 05 (appendix 05b) teaches it.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def predict(model: nn.Module, image: str | Path | Any, image_size: tuple[int, in
     """The face SCORE of every pixel of ``image`` (a path or a PIL image) at its ORIGINAL size,
     ``HxW`` float32 in [0, 1]: ``sigmoid(logit)``, face where > 0.5: a probability as trained by the
     default loss (plain cross-entropy, :class:`helpers.loss.FaceLoss`), calibrated as far as notebook
-    05 §8.1 measures.
+    appendix 05b §2 measures.
 
     The image is brought to ``image_size`` as in training (a file: decoded straight to that size, as
     ``build_loaders``' datasets do), run through the network, and the logits are upsampled bilinearly

@@ -3,7 +3,7 @@ soft Dice term (:class:`FaceLoss`; by default neither, as chosen on validation),
 and the weight of the face pixels measured on the training split (:func:`face_pixel_fraction`,
 :func:`positive_weight`).
 
-Notebooks: 05 teaches it.
+Notebooks: 05 uses it (appendix 05a teaches it).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def face_pixel_fraction(source: Iterable) -> float:
 #: The default ``pos_weight``: 1, no weight. Chosen on the VALIDATION split by ``python -m helpers.lab.tune``
 #: (3 seeds per candidate, 16 epochs): in the first round, around the square-root weight that was the
 #: default then (``docs/tune_validation_round1.json``), no weight scored a higher pixel IoU with every seed;
-#: the second round (``docs/tune_validation_round2.json``) is taken around this default. Notebook 05 renders them.
+#: the second round (``docs/tune_validation_round2.json``) is taken around this default. Appendix 05a renders them.
 POS_WEIGHT = 1.0
 
 
@@ -67,7 +67,7 @@ class FaceLoss(nn.Module):
     rather than a probability. ``dice_weight=1`` was first picked on test IoU, before a validation split
     existed; ``python -m helpers.lab.tune`` compared it on validation with 3 seeds a candidate: level
     with no Dice term (``docs/tune_validation_round2.json``), so the simpler loss, without it, became the
-    default (``docs/tune_validation.json`` is the round around it; notebook 05 renders every round).
+    default (``docs/tune_validation.json`` is the round around it; appendix 05a renders every round).
     """
 
     def __init__(self, pos_weight: float = 1.0, dice_weight: float = 0.0) -> None:

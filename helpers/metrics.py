@@ -11,7 +11,7 @@ term: ordered like a probability, not calibrated as one), thresholded at 0.5 by 
 :class:`Reliability` measures how far from calibrated they are (a reliability diagram's counts;
 ``helpers.evaluation.evaluate(..., reliability_bins=10)`` fills one).
 
-Notebooks: 05 teaches it.
+Notebooks: 05 (and appendix 05b) teaches it.
 """
 from __future__ import annotations
 

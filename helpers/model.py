@@ -12,15 +12,15 @@ Why this size. The cost sits at full resolution, so the first level is narrow (`
 and widths double per level up to ``max_channels=64``: about 0.32 M parameters and 0.23 G
 multiply-adds per 120x160 image (``count_parameters``; ``torch.utils.flop_counter`` for the latter).
 The width was first picked on the TEST split, before the project had a validation split. The
-validation sweep (``python -m helpers.lab.tune``, 3 seeds per candidate, rendered in notebook 05 §2)
+validation sweep (``python -m helpers.lab.tune``, 3 seeds per candidate, rendered in appendix 05a §3)
 found width 4 worse and width 16 better with every seed, at about three times the compute per image
-(notebook 05 §3 prints the ratio). Width 8 stays the default for its cost: the quick configuration must
+(appendix 05a §2 prints the ratio). Width 8 stays the default for its cost: the quick configuration must
 train in a few minutes on a 2-core CPU, where CI runs it; on a GPU, width 16 is the first thing to try.
 
 Any height and width work: the input is zero-padded at the bottom and right up to a multiple of
 ``2**levels`` and the output cropped back, so the logit map always has the input's size.
 
-Notebooks: 05 teaches it.
+Notebooks: 05 uses it (appendix 05a teaches its design).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class FaceUNet(nn.Module):
 
     ``forward(x)`` takes a float ``Bx3xHxW`` batch (already normalised) and returns ``Bx1xHxW`` logits;
     ``torch.sigmoid`` of a logit is the pixel's face probability as trained (plain cross-entropy by
-    default; how calibrated it is, notebook 05 §8.1 measures), face where > 0.5.
+    default; how calibrated it is, appendix 05b §2 measures), face where > 0.5.
     """
 
     def __init__(

@@ -8,7 +8,7 @@ and every per-epoch figure (``val_*``) uses ``val``; ``test`` is scored once, by
 :func:`helpers.evaluation.final_test`, after all choices are made. The network's output,
 ``sigmoid(logit)``, is trained as a face probability: the default loss is plain binary cross-entropy
 (:class:`helpers.loss.FaceLoss` with no positive weight and no Dice term, both chosen on validation);
-notebook 05 §8.1 measures how calibrated it comes out.
+appendix 05b §2 measures how calibrated it comes out.
 
 One code path for every device: CUDA gets mixed precision (bf16 where supported, else fp16 with a
 gradient scaler), ``channels_last`` and ``cudnn.benchmark``; a CPU runs the same loop in float32.
@@ -92,7 +92,7 @@ def build_optimizer(model: nn.Module, config: RunConfig, total_steps: int,
                     weight_decay: float = 1e-4) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW at ``config.lr`` and a OneCycle LR schedule over ``total_steps`` steps (20% warm-up, then
     cosine decay), stepped once per batch: what :func:`train` builds (tests/test_distributed.py checks
-    that both give the same weights; ``train`` keeps its lines inline so notebook 05 shows them)."""
+    that both give the same weights; ``train`` keeps its lines inline, beside the rest of its setup)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                     pct_start=0.2)

@@ -1,10 +1,11 @@
-"""``FACES_DATA`` reaches notebook 05: it runs top to bottom, in a fresh kernel, on a folder that
-helpers.convert wrote (WIDER format, sub-folders in the names, no ``distractors.json``), so a check that
-only the generated data passes cannot slip back in unguarded. The quick configuration as it is (16
-epochs) on 64 images: 25-40 s on a 2-core CPU.
+"""``FACES_DATA`` reaches notebook 05 and its appendix 05b: they run top to bottom, each in a fresh
+kernel, on a folder that helpers.convert wrote (WIDER format, sub-folders in the names, no
+``distractors.json``), so a check that only the generated data passes cannot slip back in unguarded.
+The quick configuration as it is (16 epochs) on 64 images: 25-40 s on a 2-core CPU for 05; 05b then
+loads the checkpoint 05 wrote.
 
-The kernel runs in a copy of ``helpers/`` and the notebook, so the checkpoint and the figure the
-notebook writes go to that copy's ``outputs/``, never to this clone's."""
+The kernels run in a copy of ``helpers/`` and the notebooks, so the checkpoint and the figure the
+notebooks write go to that copy's ``outputs/``, never to this clone's."""
 from __future__ import annotations
 
 import os
@@ -56,7 +57,7 @@ def printed(nb) -> str:
 
 
 @pytest.mark.slow
-def test_notebook_05_runs_top_to_bottom_on_a_converted_folder(tmp_path):
+def test_notebook_05_and_05b_run_top_to_bottom_on_a_converted_folder(tmp_path):
     data = converted_sample(tmp_path)
     assert not (data / "distractors.json").exists() and (data / EVENTS[1]).is_dir()
     repo = tmp_path / "repo"  # what the Setup cell needs to find its root: helpers/ beside notebooks/
@@ -66,6 +67,7 @@ def test_notebook_05_runs_top_to_bottom_on_a_converted_folder(tmp_path):
     for record in sorted((ROOT / "docs").glob("tune_validation*.json")):
         shutil.copy2(record, repo / "docs" / record.name)
     nb = nbformat.read(ROOT / "notebooks" / "05_training.ipynb", as_version=4)
+    appendix = nbformat.read(ROOT / "notebooks" / "05b_appendix_evaluation_in_depth.ipynb", as_version=4)
     env = {**os.environ, DATA_ENV_VAR: str(data), ENV_VAR: "quick", PROGRESS_ENV: "0"}
 
     error = run_in_fresh_kernel(nb, repo / "notebooks", timeout=600, env=env)
@@ -76,8 +78,15 @@ def test_notebook_05_runs_top_to_bottom_on_a_converted_folder(tmp_path):
     assert "your folder: the targets below were fixed for the generated data; here they are printed" in text
     assert "labels: converted/bbox.json" in text  # the folder by its name: no machine path
     assert re.search(r"^ *training: \d+ images", text, re.M)
+    assert not machine_paths(nb), machine_paths(nb)
+    assert (repo / "outputs" / "checkpoints" / "faces-quick.pt").is_file()  # in the copy, not in this clone
+
+    error = run_in_fresh_kernel(appendix, repo / "notebooks", timeout=300, env=env)
+
+    text = printed(appendix)
+    assert error is None, f"appendix 05b failed on a converted folder: {error}\n{text[-3000:]}"
+    assert "loaded notebook 05's network from outputs/checkpoints/faces-quick.pt" in text  # 05's, not retrained
     # the worst validation images are named by their bbox.json keys, event folder included
     worst = re.findall(r"^(\S+\.jpg): IoU ", text, re.M)
     assert worst and all(name.split("/")[0] in EVENTS for name in worst), worst
-    assert not machine_paths(nb), machine_paths(nb)
-    assert (repo / "outputs" / "checkpoints" / "faces-quick.pt").is_file()  # in the copy, not in this clone
+    assert not machine_paths(appendix), machine_paths(appendix)

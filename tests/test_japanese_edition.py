@@ -105,3 +105,17 @@ def test_record_refuses_a_translation_of_english_text_that_has_changed_since(tmp
     with pytest.raises(SystemExit, match="changed since --todo"):
         nbtranslate.main(["--record", name, str(given)])
     assert (nbtranslate.CATALOGUE / (Path(name).stem + ".json")).read_text(encoding="utf-8") == before
+
+
+def test_the_japanese_results_are_the_english_ones():
+    """README.ja.md's 結果 section quotes README.md's Results (which a test ties to notebook 05's
+    outputs): each of its numbers must be there, so a rerun that updates one README and not the other
+    fails here."""
+    ja = (ROOT / "README.ja.md").read_text(encoding="utf-8")
+    en = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = ja[ja.index("## 結果"):ja.index("\n## ", ja.index("## 結果") + 1)]
+    results = en[en.index("## Results"):en.index("\n## ", en.index("## Results") + 1)]
+    numbers = set(re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?%?(?:/\d+)?", re.sub(r"§\d+(\.\d+)*|\]\([^)]*\)", "", section)))
+    assert len(numbers) > 15, f"only {len(numbers)} numbers in README.ja.md's 結果"
+    missing = sorted(n for n in numbers if n not in results)
+    assert not missing, f"README.ja.md's 結果 quotes numbers README.md's Results does not hold: {missing}"

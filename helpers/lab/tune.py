@@ -9,18 +9,18 @@ faces or spraying small false regions would show there.
 
 How a choice is made (:func:`verdicts`): a candidate beats the defaults only when its lowest IoU over the
 seeds is above the defaults' highest (and loses when its highest is below their lowest); a winner is
-adopted unless what it costs rules it out (notebook 05 weighs width 16's compute). When the two
+adopted unless what it costs rules it out (appendix 05a weighs width 16's compute). When the two
 ranges overlap, the gap is inside the spread across seeds and is not a choice: the simpler of the two is
 kept (:data:`SIMPLER`: no Dice term is simpler than one, a narrower network than a wider one, no
 augmentation than some, no weight than a weight).
 
 The record: ``--record docs/tune_validation.json`` writes the run as JSON (date, machine, versions,
 config, seeds, the command line, every candidate's figures per seed), after each finished run, so an
-interrupted sweep leaves what it had; notebook 05 renders it with :func:`render`, and a test checks that
+interrupted sweep leaves what it had; appendix 05a renders it with :func:`render`, and a test checks that
 its candidates and defaults are today's (:func:`stale_reasons`). ``--jobs 2`` runs two trainings at a
 time (on a CPU, one training keeps about one core busy, its loader workers a fraction of the other).
 
-Notebooks: 05 renders the record.
+Notebooks: 05 (appendix 05a) renders the records; 05 checks the last one is current.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ DEFAULTS_NAME = next(iter(CANDIDATES))
 #: The candidates that are simpler than the defaults: kept when level with them.
 SIMPLER: frozenset[str] = frozenset({"width 4"})
 
-#: The committed record of the sweep around today's defaults (what notebook 05 renders).
+#: The committed record of the sweep around today's defaults (what appendix 05a renders, and notebook 05 cites).
 RECORD = ROOT / "docs" / "tune_validation.json"
 #: The first round, around the defaults before it (the square-root ``pos_weight``): why that default changed.
 RECORD_ROUND1 = ROOT / "docs" / "tune_validation_round1.json"
@@ -176,7 +176,7 @@ def summarize(record: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
 def verdicts(record: dict[str, Any]) -> dict[str, str]:
     """candidate -> ``'better ...'``, ``'worse ...'`` or ``'level ...'`` than the defaults on validation
     pixel IoU, by the ranges over seeds (see the module docstring), and what is kept when that follows
-    from the rule alone (a better candidate is adopted unless its cost rules it out: notebook 05 says)."""
+    from the rule alone (a better candidate is adopted unless its cost rules it out: appendix 05a says)."""
     summary = summarize(record)
     base_name = next(iter(record["candidates"]))  # the record's first candidate: its defaults, no change
     if record["candidates"][base_name] or base_name not in summary:  # a sweep without the defaults
