@@ -1,6 +1,7 @@
 """A fresh Colab runtime, rehearsed: every notebook's Setup cell clones the repository (redirected to a
 snapshot of this tree), imports helpers from the clone, finds data_sample/, and leaves torch and
-torchvision as they were. `make colab-check` runs the whole notebooks with Colab's older versions."""
+torchvision as they were (a Setup cell identical to one already rehearsed runs once; every badge is
+checked). `make colab-check` runs the whole notebooks with Colab's older versions."""
 from __future__ import annotations
 
 import shutil
