@@ -112,10 +112,10 @@ def kernel_env(tmp: Path) -> dict[str, str]:
 
 
 def rehearse(path: Path, tmp: Path, setup_only: bool, timeout: int,
-             out_dir: Path | None, rehearsed: dict[str, str] | None = None) -> tuple[float, str | None]:
+             out_dir: Path | None, rehearsed: set[str] | None = None) -> tuple[float, str | None]:
     """Run the notebook (or only its Setup cell) in a rehearsed fresh Colab runtime; (seconds, problem).
-    With ``setup_only``, a Setup cell whose source ``rehearsed`` already holds (source -> notebook, from an
-    earlier call that passed) is not run again: the same code in the same runtime; its badge is checked."""
+    With ``setup_only``, a Setup cell whose source ``rehearsed`` already holds (added by an earlier call that
+    passed) is not run again: the same code in the same runtime; its badge is checked."""
     nb = nbformat.read(path, as_version=4)
     problem = badge_problem(nb, path.name)
     setup = [c for c in nb.cells if c.get("metadata", {}).get("nbskeleton") == "setup"]
@@ -158,7 +158,7 @@ def rehearse(path: Path, tmp: Path, setup_only: bool, timeout: int,
         problem = f"torch/torchvision changed: {before} -> {after}"
     shutil.rmtree(content, ignore_errors=True)
     if setup_only and problem is None and rehearsed is not None:
-        rehearsed[setup[0].source] = path.name
+        rehearsed.add(setup[0].source)
     return seconds, problem
 
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="colab-rehearsal-") as tmp_name:
         tmp = Path(tmp_name)
         snapshot(tmp / "snapshot")
-        rehearsed: dict[str, str] = {}  # Setup cell source -> the notebook whose run of it passed
+        rehearsed: set[str] = set()  # the sources of the Setup cells whose run passed
         for path in paths:
             first = len(rehearsed)
             seconds, problem = rehearse(path, tmp, args.setup_only, args.timeout, args.out, rehearsed)
